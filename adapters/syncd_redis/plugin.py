@@ -1,0 +1,1 @@
+"""Plugin entry point for the redis adapter (hooks added with the plugin system)."""
