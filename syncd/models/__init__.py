@@ -1,0 +1,71 @@
+"""All table models. Importing this package completes ``metadata`` (Alembic relies on it)."""
+
+from __future__ import annotations
+
+from sqlmodel import SQLModel
+
+from .assignments import CompanyOverride, CompanyPlan, OverrideNote, PlanChange, ScheduledDowngrade
+from .base import new_id, utcnow
+from .catalog import (
+    CatalogSettingsRow,
+    Condition,
+    ConditionGroup,
+    Feature,
+    Flag,
+    Plan,
+    PlanEntitlement,
+    PlanPrice,
+    PlanVersion,
+    Rule,
+)
+from .companies import (
+    Company,
+    CompanyKey,
+    CompanyMembership,
+    CompanyTrait,
+    TraitDefinition,
+    User,
+    UserKey,
+    UserTrait,
+)
+from .ops import (
+    ApiKey,
+    AuditLog,
+    InboxEvent,
+    Lease,
+    OutboxMessage,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from .stripe_mirror import (
+    StripeCustomer,
+    StripeInvoice,
+    StripeMeter,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionSchedule,
+    SyncCursor,
+)
+from .usage import (
+    CompanyMetric,
+    CreditGrant,
+    CreditLedgerEntry,
+    CreditType,
+    EventIdempotency,
+    PlanCreditGrant,
+    UsageEvent,
+)
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "ApiKey", "AuditLog", "CatalogSettingsRow", "Company", "CompanyKey", "CompanyMembership",
+    "CompanyMetric", "CompanyOverride", "CompanyPlan", "CompanyTrait", "Condition", "ConditionGroup",
+    "CreditGrant", "CreditLedgerEntry", "CreditType", "EventIdempotency", "Feature", "Flag",
+    "InboxEvent", "Lease", "OutboxMessage", "OverrideNote", "Plan", "PlanChange", "PlanCreditGrant",
+    "PlanEntitlement", "PlanPrice", "PlanVersion", "Rule", "ScheduledDowngrade", "StripeCustomer",
+    "StripeInvoice", "StripeMeter", "StripePrice", "StripeProduct", "StripeSubscription",
+    "StripeSubscriptionSchedule", "SyncCursor", "TraitDefinition", "UsageEvent", "User", "UserKey",
+    "UserTrait", "WebhookDelivery", "WebhookEndpoint", "metadata", "new_id", "utcnow",
+]
