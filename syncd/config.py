@@ -134,9 +134,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def load_settings(
-    path: str | Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the frozen settings from defaults, TOML file(s) and the environment."""
     env = os.environ if environ is None else environ
     raw: dict[str, dict[str, Any]] = {}
@@ -145,8 +143,9 @@ def load_settings(
     explicit = path or env.get(f"{ENV_PREFIX}CONFIG")
     config_path = Path(explicit) if explicit else DEFAULT_CONFIG
     if explicit and not config_path.is_file():
-        raise ConfigError("--config", f"file {str(config_path)!r} does not exist",
-                          "pass an existing TOML file")
+        raise ConfigError(
+            "--config", f"file {str(config_path)!r} does not exist", "pass an existing TOML file"
+        )
     if config_path.is_file():
         _merge_file(config_path, raw, top, plugins)
     for name, value in env.items():
@@ -175,12 +174,18 @@ def _merge_file(
             for sub, subvalue in value.items():
                 if (key, sub) in SECRET_FIELDS:
                     env_name = f"{ENV_PREFIX}{key}_{sub}".upper()
-                    raise ConfigError(f"[{key}] {sub}", "secrets may not be stored in a config file",
-                                      f"remove it from {path} and set {env_name} in the environment")
+                    raise ConfigError(
+                        f"[{key}] {sub}",
+                        "secrets may not be stored in a config file",
+                        f"remove it from {path} and set {env_name} in the environment",
+                    )
                 raw.setdefault(key, {})[sub] = subvalue
         else:
-            raise ConfigError(f"{path}: [{key}]", "unknown configuration section or key",
-                              f"use one of: {', '.join(sorted([*_SECTIONS, *_TOP_LEVEL, 'plugins']))}")
+            raise ConfigError(
+                f"{path}: [{key}]",
+                "unknown configuration section or key",
+                f"use one of: {', '.join(sorted([*_SECTIONS, *_TOP_LEVEL, 'plugins']))}",
+            )
 
 
 def _apply_env(name: str, value: str, raw: dict[str, dict[str, Any]], top: dict[str, Any]) -> None:
@@ -200,8 +205,7 @@ def _build_section(section: str, cls: type[Any], values: Mapping[str, Any]) -> A
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"[{section}] {key}", "unknown key",
-                              f"use one of: {', '.join(sorted(known))}")
+            raise ConfigError(f"[{section}] {key}", "unknown key", f"use one of: {', '.join(sorted(known))}")
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
     return cls(**kwargs)
 
@@ -236,8 +240,11 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     else:
         return value
     expected = {bool: "true or false", int: "an integer", float: "a number"}.get(base, "a string")
-    raise ConfigError(key, f"expected {expected}, got {value!r}", f"set {env_name} (or [{key.split('.')[0]}] "
-                      f"{key.split('.')[1]}) to {expected}")
+    raise ConfigError(
+        key,
+        f"expected {expected}, got {value!r}",
+        f"set {env_name} (or [{key.split('.')[0]}] {key.split('.')[1]}) to {expected}",
+    )
 
 
 def _is_optional(hint: Any) -> bool:
@@ -252,8 +259,9 @@ def _strip_optional(hint: Any) -> Any:
 def _validate(settings: Settings) -> None:
     s = settings
     if not 1 <= s.server.port <= 65535:
-        raise ConfigError("server.port", f"{s.server.port} is not a TCP port",
-                          "use 1-65535 (SYNCD_SERVER_PORT)")
+        raise ConfigError(
+            "server.port", f"{s.server.port} is not a TCP port", "use 1-65535 (SYNCD_SERVER_PORT)"
+        )
     if s.server.workers < 1:
         raise ConfigError("server.workers", "must be at least 1", "set SYNCD_SERVER_WORKERS to 1 or more")
     if s.log.level.lower() not in _LOG_LEVELS:
@@ -265,13 +273,18 @@ def _validate(settings: Settings) -> None:
     try:
         make_url(s.database_url)
     except ArgumentError as exc:
-        raise ConfigError("database.url", "is not a database URL",
-                          "set SYNCD_DATABASE_URL to e.g. sqlite:///data/syncd.db or "
-                          "postgresql://user@host/db") from exc
+        raise ConfigError(
+            "database.url",
+            "is not a database URL",
+            "set SYNCD_DATABASE_URL to e.g. sqlite:///data/syncd.db or postgresql://user@host/db",
+        ) from exc
     key = s.stripe.api_key.get_secret_value() if s.stripe.api_key else None
     if key is not None and not key.startswith(("sk_", "rk_")):
-        raise ConfigError("stripe.api_key", "does not look like a Stripe secret or restricted key",
-                          "set SYNCD_STRIPE_API_KEY to an sk_... or rk_... key, or unset it for the emulator")
+        raise ConfigError(
+            "stripe.api_key",
+            "does not look like a Stripe secret or restricted key",
+            "set SYNCD_STRIPE_API_KEY to an sk_... or rk_... key, or unset it for the emulator",
+        )
 
 
 def masked(settings: Settings) -> dict[str, Any]:

@@ -22,8 +22,16 @@ _SECRET_VALUE = re.compile(
     r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9+/=]+|\bsch_(prod|dev|stag|pub|ro)_[A-Za-z0-9]+"
     r"|(?<=://)([^:/@\s]*):([^@\s]+)@"
 )
-_STDLIB_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "apscheduler", "stripe",
-                   "httpx", "sqlalchemy")
+_STDLIB_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "alembic",
+    "apscheduler",
+    "stripe",
+    "httpx",
+    "sqlalchemy",
+)
 
 
 def _redact_value(value: str) -> str:
@@ -46,6 +54,11 @@ def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def _drop_color_message(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("color_message", None)  # uvicorn duplicates its message with ANSI codes
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -53,6 +66,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
     ]
 
 
@@ -94,7 +108,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         lg.propagate = True
     # Third-party chatter stays at warning unless we are debugging.
     quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
-    for name in ("sqlalchemy", "httpx", "apscheduler.executors.default", "stripe"):
+    for name in (
+        "sqlalchemy",
+        "httpx",
+        "apscheduler",
+        "stripe",
+        "alembic.runtime.plugins",
+        "alembic.runtime.migration",
+    ):
         logging.getLogger(name).setLevel(quiet)
 
 

@@ -76,5 +76,11 @@ OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
 
 
 def fk(target: str, *, index: bool = True, nullable: bool = False, ondelete: OnDelete = "CASCADE") -> Any:
-    return Field(default=None if nullable else ..., foreign_key=target, index=index,
-                 nullable=nullable, ondelete=ondelete, max_length=40)
+    return Field(
+        default=None if nullable else ...,
+        foreign_key=target,
+        index=index,
+        nullable=nullable,
+        ondelete=ondelete,
+        max_length=40,
+    )

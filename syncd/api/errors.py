@@ -1,0 +1,50 @@
+"""JSON error responses: every 4xx/5xx body is ``{"error": <message>, "code": <machine code>, ...}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..exceptions import ValidationError
+
+log = structlog.get_logger(__name__)
+
+
+def error_response(status: int, message: str, code: str, **details: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+async def handle_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return error_response(exc.status, exc.message, exc.code, **exc.details)
+
+
+async def handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, str(exc.detail), code)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path)
+    return error_response(500, "internal server error", "internal_error")
+
+
+EXCEPTION_HANDLERS = {
+    ValidationError: handle_validation,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}

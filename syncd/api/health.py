@@ -1,0 +1,45 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..metrics import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+
+def _daemon(request: Request) -> Daemon:
+    daemon: Daemon = request.app.state.daemon
+    return daemon
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: migrated, database reachable and the initial sync done (503 otherwise)."""
+    daemon = _daemon(request)
+    report = await run_in_threadpool(daemon.readiness)
+    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+
+async def metrics(request: Request) -> Response:
+    daemon = _daemon(request)
+    await run_in_threadpool(daemon.refresh_gauges)
+    return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/ready", ready, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

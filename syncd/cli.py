@@ -1,0 +1,203 @@
+"""The `syncd` command line.
+
+Every command loads settings once, configures logging once, and turns syncd's own errors
+into a one-line message on stderr with a non-zero exit status (2 for configuration, 1
+otherwise); tracebacks are reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from rich.console import Console
+from sqlalchemy.engine import Engine
+
+from . import __version__
+from .config import Settings, load_settings, masked
+from .exceptions import ConfigError, SyncdError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd", description="Keep Stripe billing and product entitlements in sync."
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: config/syncd.toml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the HTTP API, scheduler and Stripe sync in one process")
+    run.add_argument("--host", help="interface to bind (default from [server] host)")
+    run.add_argument("--port", type=int, help="port to bind (default from [server] port)")
+    run.set_defaults(handler=cmd_run)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate the database to the latest schema").set_defaults(
+        handler=cmd_db_upgrade
+    )
+    db.add_parser("check", help="exit non-zero unless the schema is at the latest revision").set_defaults(
+        handler=cmd_db_check
+    )
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
+    cfg.add_parser("check", help="print the effective configuration, secrets masked").set_defaults(
+        handler=cmd_config_check
+    )
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key (printed once, on the last line)")
+    create.add_argument("--kind", required=True, choices=["secret", "publishable", "readonly"])
+    create.add_argument("--name", default="")
+    create.set_defaults(handler=cmd_keys_create)
+
+    catalog = sub.add_parser("catalog", help="catalog as code").add_subparsers(
+        dest="catalog_command", required=True
+    )
+    apply = catalog.add_parser("apply", help="make the catalog match FILE (idempotent; prints the diff)")
+    apply.add_argument("file")
+    apply.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
+    apply.add_argument("--prune", action="store_true", help="delete catalog objects missing from FILE")
+    apply.set_defaults(handler=cmd_catalog_apply)
+    export = catalog.add_parser("export", help="print the catalog as TOML or YAML")
+    export.add_argument("--format", choices=["toml", "yaml"], default="toml")
+    export.set_defaults(handler=cmd_catalog_export)
+
+    sub.add_parser("plugins", help="list installed adapters and their versions").set_defaults(
+        handler=cmd_plugins
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _err.print(f"syncd: configuration error: {exc}", markup=False)
+        return 2
+    from .log import configure_logging
+
+    configure_logging(settings.log.level, settings.log.format)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        _err.print(f"syncd: configuration error: {exc}", markup=False)
+        return 2
+    except SyncdError as exc:
+        _err.print(f"syncd: error: {exc}", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _prepared_engine(settings: Settings) -> Engine:
+    """An engine on a reachable, migrated database."""
+    from . import migrate
+    from .db import check_connection, make_engine
+
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    migrate.upgrade(engine)
+    return engine
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from .daemon import Daemon
+
+    daemon = Daemon(settings)
+    daemon.prepare()
+    asyncio.run(daemon.serve(args.host, args.port))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from . import migrate
+    from .db import check_connection, make_engine
+
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    with _err.status("migrating database"):
+        migrate.upgrade(engine)
+    print(f"database at revision {migrate.current_revision(engine)}")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
+    from . import migrate
+    from .db import check_connection, make_engine
+
+    engine = make_engine(settings.database_url)
+    check_connection(engine)
+    current, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    print(f"current={current} head={head}")
+    return 0 if current == head else 1
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(masked(settings), indent=2, default=str))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from .apikeys import create_key
+    from .db import session_scope
+
+    engine = _prepared_engine(settings)
+    with session_scope(engine) as session:
+        row, plaintext = create_key(session, args.kind, args.name)
+    print(f"created {row.kind} key {row.id} ({row.name or 'unnamed'}); it is shown once:", file=sys.stderr)
+    print(plaintext)
+    return 0
+
+
+def cmd_catalog_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from .catalog import apply_catalog, load_catalog
+    from .db import session_scope
+
+    catalog = load_catalog(args.file)
+    engine = _prepared_engine(settings)
+    with session_scope(engine) as session:
+        diff = apply_catalog(session, catalog, dry_run=args.dry_run, prune=args.prune)
+    for line in diff.changes:
+        print(line)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{verb} {len(diff.changes)} object(s)" if not diff.is_empty else "catalog already up to date")
+    return 0
+
+
+def cmd_catalog_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .catalog import dump, export_catalog
+    from .db import session_scope
+
+    engine = _prepared_engine(settings)
+    with session_scope(engine) as session:
+        catalog = export_catalog(session)
+    sys.stdout.write(dump(catalog, args.format))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, settings: Settings) -> int:
+    from .plugins import ENTRY_POINT_GROUP
+
+    rows = []
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist
+        rows.append(
+            {
+                "name": ep.name,
+                "module": ep.value,
+                "distribution": dist.name if dist else None,
+                "version": dist.version if dist else None,
+            }
+        )
+    print(json.dumps(rows, indent=2))
+    return 0

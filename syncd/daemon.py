@@ -1,0 +1,144 @@
+"""The composition root: settings, database, HTTP app, scheduler, Stripe side; start and stop.
+
+Startup order: database reachable -> migrations at head -> catalog applied -> HTTP and
+scheduler started. Shutdown (SIGTERM/SIGINT): stop accepting requests, let in-flight
+requests and jobs finish, then close pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from . import jobs, migrate
+from .api import create_app
+from .apikeys import KeyVerifier
+from .config import Settings
+from .db import check_connection, make_engine
+from .exceptions import StartupError
+from .metrics import Metrics
+from .models import InboxEvent, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, pool_size=settings.database.pool_size)
+        self.metrics = Metrics()
+        self.keys = KeyVerifier(self.engine)
+        self.initial_sync_done = False
+        self.cache_version = "1"
+        self._at_head = False
+        self._servers: list[uvicorn.Server] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+    def prepare(self, *, migrate_db: bool = True) -> None:
+        """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
+        check_connection(self.engine)
+        if migrate_db:
+            migrate.upgrade(self.engine)
+        elif not migrate.is_at_head(self.engine):
+            raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
+        self._apply_catalog()
+        self.initial_sync_done = True
+        log.info(
+            "daemon_prepared",
+            database=self.engine.url.get_backend_name(),
+            stripe="emulator" if self.settings.uses_stripe_emulator else "stripe",
+        )
+
+    def _apply_catalog(self) -> None:
+        path = self.settings.catalog.path
+        if not path:
+            return
+        if not Path(path).is_file():
+            raise StartupError(
+                f"catalog file {path!r} not found; set [catalog] path or SYNCD_CATALOG_PATH=''"
+            )
+        from .catalog import apply_catalog, load_catalog
+        from .db import session_scope
+
+        catalog = load_catalog(path)
+        with session_scope(self.engine) as session:
+            diff = apply_catalog(session, catalog)
+        log.info("catalog_applied", path=path, changes=len(diff.changes))
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> None:
+        """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
+        from .scheduler import build_scheduler, install_jobs
+
+        server_cfg = self.settings.server
+        app = create_app(self)
+        config = uvicorn.Config(
+            app,
+            host=host or server_cfg.host,
+            port=port or server_cfg.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(server_cfg.shutdown_grace_s),
+        )
+        server = uvicorn.Server(config)
+        self._servers.append(server)
+        scheduler = build_scheduler(self.settings)
+        jobs.set_current_daemon(self)
+        if self.settings.scheduler.enabled:
+            install_jobs(scheduler, self.settings)
+            scheduler.start()
+        log.info("daemon_listening", host=config.host, port=config.port)
+        try:
+            await server.serve()
+        finally:
+            if scheduler.running:
+                # wait=True joins the thread pool: running jobs finish before we close pools.
+                await asyncio.to_thread(scheduler.shutdown, True)
+            jobs.set_current_daemon(None)
+            self.close()
+            log.info("daemon_stopped")
+
+    def request_stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- health ----------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"cache_version": self.cache_version}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            report["database"] = "ok"
+            # The schema never moves backwards under a running daemon: check until true.
+            at_head = self._at_head = self._at_head or migrate.is_at_head(self.engine)
+            report["migrations"] = "head" if at_head else "behind"
+        except Exception as exc:  # any failure means "not ready", reported, never raised
+            report["database"] = f"error: {type(exc).__name__}"
+            report["migrations"] = "unknown"
+            at_head = False
+        report["initial_sync"] = "done" if self.initial_sync_done else "pending"
+        report["ready"] = report["database"] == "ok" and at_head and self.initial_sync_done
+        return report
+
+    def refresh_gauges(self) -> None:
+        with Session(self.engine) as session:
+            pending = session.exec(
+                select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")
+            ).one()
+            self.metrics.inbox_depth.set(pending)
+            rows = session.exec(
+                select(OutboxMessage.adapter, func.count())
+                .where(col(OutboxMessage.status) == "pending")
+                .group_by(col(OutboxMessage.adapter))
+            ).all()
+            for adapter, count in rows:
+                self.metrics.outbox_depth.labels(adapter).set(count)

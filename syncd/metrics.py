@@ -1,0 +1,48 @@
+"""Prometheus metrics. One registry per daemon so tests and several apps never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_latency = Histogram(
+            "syncd_http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.checks = Counter(
+            "syncd_flag_checks_total", "Flag checks by matched rule type", ["rule_type"], registry=r
+        )
+        self.sync_lag = Gauge(
+            "syncd_stripe_sync_lag_seconds",
+            "Seconds between a Stripe event's creation and its application",
+            registry=r,
+        )
+        self.inbox_depth = Gauge(
+            "syncd_inbox_pending", "Stripe events received but not applied yet", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "syncd_outbox_pending", "Adapter messages not delivered yet", ["adapter"], registry=r
+        )
+        self.delivery_failures = Counter(
+            "syncd_delivery_failures_total", "Failed adapter deliveries", ["adapter"], registry=r
+        )
+        self.webhook_signature_failures = Counter(
+            "syncd_stripe_webhook_signature_failures_total",
+            "Inbound Stripe webhooks with a bad signature",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,51 @@
+"""APScheduler 3.x, kept behind this module: UTC, coalescing, one instance per job.
+
+Jobs are module-level functions in ``syncd.jobs`` with stable ids, so a restart replaces
+rather than duplicates them. Sync jobs run in the thread pool, whose shutdown waits for
+running jobs; that is what makes a SIGTERM drain in-flight work.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import jobs
+from .config import Settings
+
+JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+
+
+def build_scheduler(settings: Settings) -> AsyncIOScheduler:
+    return AsyncIOScheduler(
+        timezone=UTC,
+        job_defaults=JOB_DEFAULTS,
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+    )
+
+
+def install_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None:
+    s = settings.scheduler
+    scheduler.add_job(
+        jobs.prune_idempotency_keys,
+        IntervalTrigger(minutes=10, timezone=UTC),
+        id="prune_idempotency_keys",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        jobs.refresh_gauges,
+        IntervalTrigger(seconds=max(s.outbox_interval_s, 5.0), timezone=UTC),
+        id="refresh_gauges",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        jobs.nightly_maintenance,
+        CronTrigger(hour=s.reconcile_cron_hour, timezone=UTC),
+        id="nightly_maintenance",
+        replace_existing=True,
+    )
