@@ -109,3 +109,13 @@ def test_plugin_tables_are_passed_through(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, '[plugins.redis]\nchannel = "x"\n'), environ={})
     assert settings.plugin_config("redis") == {"channel": "x"}
     assert settings.plugin_config("absent") == {}
+
+
+def test_shipped_config_files_load() -> None:
+    """config/syncd.toml and the example (every key) are valid and agree on defaults."""
+    from .cli_helpers import ROOT
+
+    shipped = load_settings(ROOT / "config" / "syncd.toml", environ={})
+    example = load_settings(ROOT / "config" / "syncd.example.toml", environ={})
+    assert shipped.server.port == example.server.port == 8000
+    assert example.stripe.api_version == shipped.stripe.api_version
