@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 ${imports if imports else ""}
+
 import syncd.models.base
 
 revision: str = ${repr(up_revision)}

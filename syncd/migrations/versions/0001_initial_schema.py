@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
-import syncd.models.base
 from alembic import op
+
+import syncd.models.base
 
 revision: str = 'b2b52e649046'
 down_revision: str | None = None
