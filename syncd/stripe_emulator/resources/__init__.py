@@ -1,0 +1,1 @@
+"""API resources: one module per Stripe resource family, each exporting ``ROUTES``."""
