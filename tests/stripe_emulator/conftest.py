@@ -114,7 +114,7 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     sink.url = f"http://127.0.0.1:{httpd.server_address[1]}/webhooks"
     yield sink
