@@ -28,6 +28,7 @@ from starlette.routing import Route
 from .clock import DAY, iso
 from .errors import StripeAPIError
 from .faults import FaultConfig
+from .store import JSON
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -75,18 +76,24 @@ def control_routes(emu: Emulator) -> list[Route]:
     async def advance(request: Request) -> JSONResponse:
         try:
             body = await _body(request)
-            now = emu.now()
             if "to" in body:
                 target = int(body["to"])
+
+                def run() -> list[JSON]:
+                    return emu.advance_to(target)
             else:
-                target = now + int(float(body.get("seconds", 0)) + float(body.get("days", 0)) * DAY)
-            if target < now:
-                raise StripeAPIError(400, f"Cannot move the clock backwards ({target} < {now}).")
+                seconds = int(float(body.get("seconds", 0)) + float(body.get("days", 0)) * DAY)
+                if seconds < 0:
+                    raise ValueError("cannot move the clock backwards")
+
+                def run() -> list[JSON]:
+                    return emu.advance(seconds)
+
+            events = await run_in_threadpool(run)
         except (TypeError, ValueError) as exc:
             return _error(StripeAPIError(400, f"Invalid clock advance: {exc}"))
         except StripeAPIError as exc:
             return _error(exc)
-        events = await run_in_threadpool(emu.advance_to, target)
         return JSONResponse(
             {"now": emu.now(), "events": [{"id": e["id"], "type": e["type"]} for e in events]}
         )

@@ -147,7 +147,9 @@ class Emulator:
             return self.events.events[first:]
 
     def advance(self, seconds: int) -> list[JSON]:
-        return self.advance_to(self.now() + int(seconds))
+        """Move the clock forward by ``seconds`` (relative to "now" under the lock)."""
+        with self.lock:
+            return self.advance_to(self.now() + int(seconds))
 
     # -- webhooks -----------------------------------------------------------------
 
