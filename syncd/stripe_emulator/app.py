@@ -32,7 +32,17 @@ from .errors import StripeAPIError
 from .expand import apply_expand
 from .forms import decode_pairs
 from .idempotency import StoredResponse, fingerprint
-from .resources import catalog, customers, events, invoices, meters, schedules, subscriptions, test_clocks
+from .resources import (
+    catalog,
+    customers,
+    events,
+    invoices,
+    meters,
+    schedules,
+    subscription_items,
+    subscriptions,
+    test_clocks,
+)
 from .routing import ApiCall, ApiRoute
 
 __all__ = ["API_ROUTES", "create_app"]
@@ -43,6 +53,7 @@ API_ROUTES: list[ApiRoute] = [
     *catalog.ROUTES,
     *customers.ROUTES,
     *subscriptions.ROUTES,
+    *subscription_items.ROUTES,
     *schedules.ROUTES,
     *invoices.ROUTES,
     *meters.ROUTES,
@@ -136,7 +147,7 @@ def _execute(
 
 def _endpoint(emu: Emulator, route: ApiRoute) -> Any:
     async def endpoint(request: Request) -> Response:
-        request_id = emu.new_id("req", 14)
+        request_id = emu.request_id()
         base_headers = {
             "Request-Id": request_id,
             "Stripe-Version": request.headers.get("stripe-version", emu.config.api_version),

@@ -49,11 +49,12 @@ class Emulator:
         self.lock = threading.RLock()
         self.clock = Clock(self.config.start_time)
         self.ids = IdGenerator(self.config.seed)
+        self._request_ids = IdGenerator()  # unseeded: GETs must not shift object ids
         self.store = Store()
         self.events = EventLog()
         self.meter_events: list[JSON] = []
         self.idempotency = IdempotencyCache()
-        self.faults = FaultInjector(self.config.faults)
+        self.faults = FaultInjector(self.config.faults, self.config.seed)
         self.dispatcher = Dispatcher(
             self.faults,
             max_attempts=self.config.webhook_max_attempts,
@@ -73,6 +74,10 @@ class Emulator:
     def new_id(self, prefix: str, length: int = 24) -> str:
         with self.lock:
             return self.ids.new(prefix, length)
+
+    def request_id(self) -> str:
+        with self.lock:
+            return self._request_ids.new("req", 14)
 
     def render(self, obj: JSON) -> JSON:
         return render(self, obj)

@@ -69,8 +69,10 @@ class FaultConfig:
 class FaultInjector:
     """Thread-safe holder of the current :class:`FaultConfig` and its counters."""
 
-    def __init__(self, config: FaultConfig | None = None) -> None:
+    def __init__(self, config: FaultConfig | None = None, default_seed: int | None = None) -> None:
         self._lock = threading.Lock()
+        #: Seed used when a :class:`FaultConfig` gives none (the emulator's seed).
+        self.default_seed = default_seed
         self.config = FaultConfig()
         self.rng = random.Random()
         self.injected: dict[str, int] = {"rate_limit": 0, "server_error": 0}
@@ -79,7 +81,7 @@ class FaultInjector:
     def configure(self, config: FaultConfig) -> None:
         with self._lock:
             self.config = dataclasses.replace(config)
-            self.rng = random.Random(config.seed)
+            self.rng = random.Random(self.default_seed if config.seed is None else config.seed)
             self.injected = {"rate_limit": 0, "server_error": 0}
 
     def _applies(self, method: str, path: str) -> bool:

@@ -108,3 +108,20 @@ def test_concurrent_requests_keep_state_consistent(
     assert {cu.id for cu in listed} == set(created)
     assert len(c.v1.events.list({"limit": 100, "type": "customer.created"}).data) == 40
     assert control.get("/clock").json()["now"] == START + 8
+
+
+def test_ids_are_reproducible_under_a_seed() -> None:
+    from syncd.stripe_emulator import EmulatorConfig, create_app
+
+    def run(extra_reads: int) -> list[str]:
+        app = create_app(EmulatorConfig(start_time=START, seed=5, auto_deliver=False))
+        with TestClient(app, headers={"Authorization": "Bearer sk_test_seed"}) as client:
+            ids = [post(client, "/v1/customers", {})["id"]]
+            for _ in range(extra_reads):
+                get(client, "/v1/customers")
+            ids.append(post(client, "/v1/products", {"name": "P"})["id"])
+            ids += [e["id"] for e in get(client, "/v1/events")["data"]]
+        app.state.emulator.close()
+        return ids
+
+    assert run(0) == run(3)
