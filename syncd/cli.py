@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["toml", "yaml"], default="toml")
     export.set_defaults(handler=cmd_catalog_export)
 
+    emulator = sub.add_parser("stripe-emulator", help="run the built-in Stripe emulator alone")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=None, help="default from [stripe] emulator_port")
+    emulator.add_argument("--seed", type=int, default=None, help="reproducible ids and fault draws")
+    emulator.add_argument("--webhook-url", default=None, help="also deliver every event to this URL")
+    emulator.set_defaults(handler=cmd_stripe_emulator)
+
     sub.add_parser("plugins", help="list installed adapters and their versions").set_defaults(
         handler=cmd_plugins
     )
@@ -182,6 +189,16 @@ def cmd_catalog_export(args: argparse.Namespace, settings: Settings) -> int:
     with session_scope(engine) as session:
         catalog = export_catalog(session)
     sys.stdout.write(dump(catalog, args.format))
+    return 0
+
+
+def cmd_stripe_emulator(args: argparse.Namespace, settings: Settings) -> int:
+    from .stripe_emulator import EmulatorConfig, serve
+
+    config = EmulatorConfig(
+        seed=args.seed, webhook_url=args.webhook_url, api_version=settings.stripe.api_version
+    )
+    serve(args.host, args.port or settings.stripe.emulator_port, config, log_level=settings.log.level)
     return 0
 
 

@@ -8,6 +8,9 @@ requests and jobs finish, then close pools.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,18 @@ from .db import check_connection, make_engine
 from .exceptions import StartupError
 from .metrics import Metrics
 from .models import InboxEvent, OutboxMessage
+from .stripe_emulator import BackgroundServer, EmulatorConfig
 
 log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: the daemon owns SIGTERM/SIGINT, so that after a
+    graceful stop it can still drain jobs and close pools and exit 0 (uvicorn would re-raise)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Daemon:
@@ -38,6 +51,12 @@ class Daemon:
         self.cache_version = "1"
         self._at_head = False
         self._servers: list[uvicorn.Server] = []
+        self.emulator: BackgroundServer | None = None
+        # Where Stripe is: the real API (settings) or the built-in emulator (set in serve()).
+        self.stripe_api_base = settings.stripe.api_base
+        self.stripe_api_key = settings.stripe.api_key.get_secret_value() if settings.stripe.api_key else None
+        secret = settings.stripe.webhook_secret.get_secret_value() if settings.stripe.webhook_secret else ""
+        self.webhook_secrets = [s.strip() for s in secret.split(",") if s.strip()]
 
     # -- lifecycle -----------------------------------------------------------------
     def prepare(self, *, migrate_db: bool = True) -> None:
@@ -86,13 +105,18 @@ class Daemon:
             lifespan="off",
             timeout_graceful_shutdown=int(server_cfg.shutdown_grace_s),
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         self._servers.append(server)
+        if self.settings.uses_stripe_emulator:
+            self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
         scheduler = build_scheduler(self.settings)
         jobs.set_current_daemon(self)
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
             scheduler.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
         log.info("daemon_listening", host=config.host, port=config.port)
         try:
             await server.serve()
@@ -104,11 +128,24 @@ class Daemon:
             self.close()
             log.info("daemon_stopped")
 
+    def start_emulator(self, webhook_url: str) -> None:
+        """Offline mode: run the built-in Stripe emulator and point the Stripe side at it."""
+        port = self.settings.stripe.emulator_port or None
+        self.emulator = BackgroundServer(EmulatorConfig(webhook_url=webhook_url), port=port).start()
+        self.stripe_api_base = self.emulator.url
+        self.stripe_api_key = "sk_test_emulator"
+        self.webhook_secrets = [self.emulator.emulator.webhook_secret]
+        log.info("stripe_emulator_started", url=self.emulator.url)
+
     def request_stop(self) -> None:
+        log.info("daemon_stopping")
         for server in self._servers:
             server.should_exit = True
 
     def close(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
         self.engine.dispose()
 
     # -- health ----------------------------------------------------------------------

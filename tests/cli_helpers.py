@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def syncd_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
-    env.update({"SYNCD_DATA_DIR": str(tmp_path / "data"), "SYNCD_LOG_FORMAT": "json"})
+    env.update(
+        {
+            "SYNCD_DATA_DIR": str(tmp_path / "data"),
+            "SYNCD_LOG_FORMAT": "json",
+            "SYNCD_STRIPE_EMULATOR_PORT": "0",
+        }
+    )
     env.update(extra)
     return env
 

@@ -87,3 +87,40 @@ def test_plugins_lists_first_party_adapters_with_versions(tmp_path: Path) -> Non
     assert {"asgi", "redis", "webhook"} <= set(plugins)
     assert plugins["redis"]["module"] == "syncd_redis.plugin"
     assert plugins["redis"]["version"]
+
+
+def test_stripe_emulator_command_serves_the_stripe_api(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import stripe
+
+    from .cli_helpers import ROOT
+    from .conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "stripe-emulator", "--port", str(port), "--seed", "7"],
+        env=syncd_env(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/_emulator/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        client = stripe.StripeClient("sk_test_cli", base_addresses={"api": base})
+        customer = client.v1.customers.create({"email": "cli@example.com"})
+        assert customer.id.startswith("cus_")
+        assert client.v1.customers.retrieve(customer.id).email == "cli@example.com"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
