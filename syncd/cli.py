@@ -176,6 +176,8 @@ def cmd_catalog_apply(args: argparse.Namespace, settings: Settings) -> int:
         diff = apply_catalog(session, catalog, dry_run=args.dry_run, prune=args.prune)
     for line in diff.changes:
         print(line)
+    for line in diff.kept:
+        print(f"  kept: {line}")
     verb = "would change" if args.dry_run else "changed"
     print(f"{verb} {len(diff.changes)} object(s)" if not diff.is_empty else "catalog already up to date")
     return 0

@@ -124,3 +124,39 @@ def test_stripe_emulator_command_serves_the_stripe_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_catalog_apply_shows_a_diff_is_idempotent_and_dry_run_writes_nothing(tmp_path: Path) -> None:
+    from .cli_helpers import ROOT
+
+    env = syncd_env(tmp_path)
+    catalog = str(ROOT / "config" / "catalog.toml")
+    dry = run_cli("catalog", "apply", catalog, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "+ plan pro" in dry.stdout
+    assert "would change" in dry.stdout
+    exported_after_dry = run_cli("catalog", "export", env=env)
+    assert 'key = "pro"' not in exported_after_dry.stdout  # nothing was written
+
+    first = run_cli("catalog", "apply", catalog, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "+ feature api-calls" in first.stdout
+    second = run_cli("catalog", "apply", catalog, env=env)
+    assert second.returncode == 0
+    assert second.stdout.strip() == "catalog already up to date"
+
+    exported = run_cli("catalog", "export", "--format", "yaml", env=env)
+    assert exported.returncode == 0
+    round_trip = tmp_path / "exported.yaml"
+    round_trip.write_text(exported.stdout)
+    again = run_cli("catalog", "apply", str(round_trip), env=env)
+    assert again.stdout.strip() == "catalog already up to date"
+
+
+def test_catalog_apply_rejects_an_invalid_file_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[features]]\nkey = "x"\nname = "X"\ntype = "nonsense"\n')
+    result = run_cli("catalog", "apply", str(bad), env=syncd_env(tmp_path))
+    assert result.returncode == 1
+    assert "features[0].type" in result.stderr
+    assert "Traceback" not in result.stderr

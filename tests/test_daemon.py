@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .cli_helpers import ROOT, syncd_env
+from .cli_helpers import ROOT, run_cli, syncd_env
 from .conftest import free_port
 
 
@@ -60,7 +60,13 @@ def test_run_serves_health_ready_metrics_and_stops_on_sigterm(tmp_path: Path) ->
         code, stderr = stop(proc)
     assert code == 0, stderr
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
-    assert "daemon_listening" in events and events[-1] == "daemon_stopped"
+    assert "daemon_listening" in events
+    assert "stripe_emulator_started" in events
+    assert events[-1] == "daemon_stopped"
+    # The demo catalog was applied on start.
+    exported = run_cli("catalog", "export", env=syncd_env(tmp_path))
+    for plan in ('key = "free"', 'key = "pro"', 'key = "enterprise"'):
+        assert plan in exported.stdout
 
 
 def test_oversized_body_is_refused_with_413(tmp_path: Path) -> None:
