@@ -12,6 +12,10 @@ from syncd.engine.typeconvert import (
 from syncd.engine.wire import Company, CompanyMetric, Condition, Preflight, Rule, Trait, User
 
 
+def wrap_i64(value: int) -> int:
+    return (value + 2**63) % 2**64 - 2**63
+
+
 class EngineError(Exception):
     """An evaluation error the engine reports in ``err`` rather than raising to the caller."""
 
@@ -40,7 +44,12 @@ def metric_value(company: Company, cond: Condition) -> int:
 
 
 def find_trait(traits: list[Trait], trait_id: str) -> str:
-    """A trait's raw value; a missing trait reads as the empty string."""
+    """A trait's raw value; a missing trait reads as the empty string.
+
+    An empty id never finds anything (the engine treats empty ids as absent).
+    """
+    if not trait_id:
+        return ""
     for trait in traits:
         if trait.trait_definition is not None and trait.trait_definition.id == trait_id:
             return trait.value
@@ -75,13 +84,13 @@ def _base_plan(company: Company, cond: Condition) -> bool:
 def _metric(company: Company, cond: Condition, pf: Preflight | None) -> bool:
     if cond.event_subtype is None:
         return False
-    left: Number = metric_value(company, cond)
+    left = metric_value(company, cond)
     if pf is not None:
         eu = pf.event_usage
         if eu is not None and eu.event_subtype == cond.event_subtype:
-            left += eu.quantity
+            left = wrap_i64(left + eu.quantity)
         elif pf.usage is not None:
-            left += pf.usage
+            left = wrap_i64(left + pf.usage)
     if cond.metric_value is None:
         # An evaluation error: the WASM engine skips the whole rule (even when a comparison
         # trait would supply the limit, and even inside an OR group).
@@ -95,6 +104,8 @@ def _metric(company: Company, cond: Condition, pf: Preflight | None) -> bool:
 
 
 def _find(traits: list[Trait], trait_id: str) -> Trait | None:
+    if not trait_id:
+        return None
     for trait in traits:
         if trait.trait_definition is not None and trait.trait_definition.id == trait_id:
             return trait
@@ -111,17 +122,22 @@ def _trait(cond: Condition, company: Company | None, user: User | None, pf: Pref
     found = _find(traits, td.id)
     left = "" if found is None else found.value
     # The comparison type is the stored trait's own type; a missing trait reads as an empty
-    # value under the condition's definition.
+    # value under the condition's definition, or as a string when that definition has no id.
     stored = None if found is None else found.trait_definition
-    ctype = td.comparable_type if stored is None else stored.comparable_type
+    fallback = td.comparable_type if td.id else "string"
+    ctype = fallback if stored is None else stored.comparable_type
     right = cond.trait_value
     ctd = cond.comparison_trait_definition
-    if ctd is not None:
-        # WASM-observed: the comparison trait is read from the same entity as the trait,
-        # whatever entity type its own definition names.
+    if ctd is not None and ctd.id:
+        # WASM-observed: a comparison definition with an empty id is ignored here (in metric
+        # conditions it reads as 0). The comparison trait is read from the same entity as
+        # the trait, whatever entity type its own definition names.
         right = find_trait(traits, ctd.id)
-    if ctype == "int" and pf is not None and pf.usage is not None:
-        return compare_numbers(parse_number(left) + pf.usage, parse_number(right), cond.operator)
+    if ctype == "int" and pf is not None and pf.usage is not None and pf.usage > 0:
+        # WASM-observed: with preflight usage the stored value is read as a strict i64 (a
+        # decimal reads as 0) and the sum wraps like Rust's i64 arithmetic in release builds.
+        total = wrap_i64((parse_i64(left) or 0) + pf.usage)
+        return compare_numbers(total, parse_number(right), cond.operator)
     return compare_typed(ctype, left, right, cond.operator)
 
 
@@ -152,6 +168,8 @@ def _credit(company: Company, cond: Condition, pf: Preflight | None) -> bool:
 def condition_matches(
     cond: Condition, company: Company | None, user: User | None, pf: Preflight | None
 ) -> bool:
+    if not cond.id:
+        return False  # WASM-observed: a condition without an id never matches
     ctype = cond.condition_type
     if ctype == "trait":
         return _trait(cond, company, user, pf)

@@ -184,7 +184,19 @@ def check_flag(
             user_id=user_id,
             err=problem,
         )
+    if not flag.id:
+        # WASM-observed: a flag without an id evaluates no rules ("Flag not found", default).
+        return CheckFlagResult(
+            flag_key=flag.key,
+            value=flag.default_value,
+            reason=REASON_FLAG_NOT_FOUND,
+            flag_id=flag.id,
+            company_id=company_id,
+            user_id=user_id,
+        )
     for rule in order_rules(candidate_rules(flag, company, user)):
+        if not rule.id:
+            continue  # WASM-observed: a rule without an id never matches
         try:
             if not rule_matches(rule, company, user, preflight):
                 continue

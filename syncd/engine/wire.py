@@ -14,6 +14,11 @@ from typing import Any
 
 JSON = dict[str, Any]
 
+# The rules-engine model "version key" that cache keys embed (``schematic:company:{v}:...``),
+# i.e. what the official WASM build (schematichq 1.4.x) reports from get_version_key_wasm.
+# Our wire shapes match that build; the tests pin the two together.
+ENGINE_VERSION_KEY = "fde6dba2"
+
 UTC = dt.UTC
 
 RULE_TYPES = (
@@ -117,6 +122,9 @@ class Trait:
 
 @dataclass(slots=True)
 class Condition:
+    """One condition of a rule. Give it a non-empty ``id``: the engine treats a condition with
+    an empty id as absent and it never matches (likewise rules and flags without ids)."""
+
     condition_type: str
     operator: str = "eq"
     id: str = ""

@@ -214,9 +214,9 @@ class Builder:
         return self.pick(STRING_VALUES)
 
     def trait_def(self) -> TraitDefinition:
-        tid = self.pick(list(TRAIT_IDS))
+        tid = self.pick(list(TRAIT_IDS)) if self.r.random() < 0.97 else ""
         # Usually the canonical type, sometimes a condition that disagrees with the store.
-        ctype = TRAIT_IDS[tid] if self.r.random() < 0.7 else self.pick(CTYPES)
+        ctype = TRAIT_IDS.get(tid, "string") if self.r.random() < 0.7 else self.pick(CTYPES)
         return TraitDefinition(tid, ctype, self.pick(["company", "user"]))
 
     def traits(self, entity: str) -> list[Trait]:
@@ -224,6 +224,8 @@ class Builder:
         for tid, ctype in TRAIT_IDS.items():
             if self.r.random() < 0.7:
                 out.append(Trait(self.trait_value(ctype), TraitDefinition(tid, ctype, entity)))
+        if self.r.random() < 0.05:
+            out.append(Trait(self.pick(STRING_VALUES), TraitDefinition("", "string", entity)))
         if self.r.random() < 0.1:
             out.append(Trait("orphan", None))
         return out
@@ -232,7 +234,7 @@ class Builder:
     def condition(self) -> Condition:
         kind = self.pick(CONDITION_KINDS)
         op = self.pick(OPERATORS)
-        c = Condition(kind, op, id=f"cond_{kind}")
+        c = Condition(kind, op, id=f"cond_{kind}" if self.r.random() < 0.97 else "")
         if kind in ("company", "user", "plan", "plan_version", "billing_product", "base_plan"):
             pool = {
                 "company": COMPANIES,
@@ -262,7 +264,9 @@ class Builder:
 
     def rule(self, flag_ids: list[str | None]) -> Rule:
         return Rule(
-            id=self.pick(["rule_1", "rule_2", "rule_3", "rule_4", "rule_5"]),
+            id=self.pick(["rule_1", "rule_2", "rule_3", "rule_4", "rule_5"])
+            if self.r.random() < 0.97
+            else "",
             rule_type=self.pick(RULE_TYPES),
             value=self.r.random() < 0.5,
             name=self.pick(["Pro", "Free plan", "", 'Beta "quoted"']),
@@ -274,7 +278,7 @@ class Builder:
 
     def flag(self) -> Flag:
         return Flag(
-            id=FLAG_ID,
+            id=FLAG_ID if self.r.random() < 0.98 else "",
             key=FLAG_KEY,
             default_value=self.r.random() < 0.5,
             rules=self.many(lambda: self.rule([None, FLAG_ID]), 6),
@@ -310,7 +314,7 @@ class Builder:
 
     def company(self) -> Company:
         return Company(
-            id=self.pick(COMPANIES),
+            id=self.pick(COMPANIES) if self.r.random() < 0.97 else "",
             keys={"stripe_customer_id": "cus_1"},
             base_plan_id=self.maybe(lambda: self.pick(PLANS), 0.3),
             plan_ids=self.some(PLANS, 3),
@@ -328,7 +332,7 @@ class Builder:
 
     def user(self) -> User:
         return User(
-            id=self.pick(USERS),
+            id=self.pick(USERS) if self.r.random() < 0.97 else "",
             keys={"email": "a@example.com"},
             traits=self.traits("user"),
             rules=self.many(lambda: self.rule([FLAG_ID, "flag_other", None]), 2),
