@@ -8,21 +8,31 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from . import health
+from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
+from .http import EntitlementsListener
 from .middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from .routes import api_routes
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
 
 
 def create_app(daemon: Daemon) -> Starlette:
+    routes = [*health.routes, *api_routes()]
+    check_coverage(routes)
     app = Starlette(
-        routes=[*health.routes],
+        routes=routes,
         middleware=[
             Middleware(RequestContextMiddleware, metrics=daemon.metrics),
             Middleware(BodySizeLimitMiddleware, max_bytes=daemon.settings.server.max_body_bytes),
+            Middleware(ApiKeyMiddleware, daemon=daemon),
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.daemon = daemon
+    # Called with the company ids (or "all") whose entitlements may have changed, after each
+    # committed API mutation; the engine integration appends to this list.
+    listeners: list[EntitlementsListener] = []
+    app.state.entitlements_listeners = listeners
     return app

@@ -1,4 +1,4 @@
-"""JSON error responses: every 4xx/5xx body is ``{"error": <message>, "code": <machine code>, ...}``."""
+"""JSON error responses: every 4xx/5xx body is ``{"error": <message>, "code": <code>, "details": {...}}``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ log = structlog.get_logger(__name__)
 
 
 def error_response(status: int, message: str, code: str, **details: Any) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details:
-        body["details"] = details
+    body: dict[str, Any] = {"error": message, "code": code, "details": details}
     return JSONResponse(body, status_code=status)
 
 

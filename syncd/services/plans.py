@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import exists
 from sqlmodel import Session, col, select
 
-from ..exceptions import ConflictError, ValidationError
+from ..exceptions import ConflictError, NotFoundError, ValidationError
 from ..models import CompanyPlan, Plan, PlanChange, PlanEntitlement, PlanPrice, PlanVersion, utcnow
 from .audit import SYSTEM, Actor, record, snapshot
 from .changes import entitlements_changed
@@ -151,6 +151,15 @@ def get_plan(session: Session, plan_id: str) -> Plan:
     return require(session, Plan, plan_id, "plan")
 
 
+def require_version_of(session: Session, plan: Plan, version_id: str) -> PlanVersion:
+    version = require(session, PlanVersion, version_id, "plan version")
+    if version.plan_id != plan.id:
+        raise NotFoundError(
+            f"plan version {version_id!r} does not belong to plan {plan.id!r}", code="plan_version_not_found"
+        )
+    return version
+
+
 def list_plans(
     session: Session,
     *,
@@ -161,10 +170,22 @@ def list_plans(
     has_product_id: bool | None = None,
     with_published_version: bool | None = None,
     without_entitlement_for: str | None = None,
+    exclude_unused: bool = False,
+    eligible_as: str | None = None,
     page: Page = FIRST_PAGE,
 ) -> list[Plan]:
+    """Plans, newest first. ``eligible_as`` (initial | fallback | trial_expiry) keeps the base
+    plans the catalog settings may name for that role (fallback and trial-expiry plans must not
+    be billing-linked)."""
     check_choice(plan_type, PLAN_TYPES, "plan_type")
+    check_choice(eligible_as, ("initial", "fallback", "trial_expiry"), "eligible_as")
     query = select(Plan)
+    if eligible_as is not None:
+        query = query.where(col(Plan.plan_type) == "plan")
+        if eligible_as != "initial":
+            query = query.where(col(Plan.stripe_product_id).is_(None))
+    if exclude_unused:
+        query = query.where(exists().where(col(CompanyPlan.plan_id) == Plan.id))
     if ids is not None:
         query = query.where(col(Plan.id).in_(ids))
     if plan_type is not None:

@@ -1,0 +1,18 @@
+"""Schematic-compatible API routes, one module per resource group."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from . import companies, entitlements, features, plans, users, webhooks
+
+
+def api_routes() -> list[Route]:
+    return [
+        *companies.routes,
+        *users.routes,
+        *features.routes,
+        *plans.routes,
+        *entitlements.routes,
+        *webhooks.routes,
+    ]
