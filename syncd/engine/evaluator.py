@@ -20,7 +20,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from syncd.engine.flagcheck import REASON_FLAG_NOT_FOUND, check_flag
-from syncd.engine.snapshot import CompanySnapshot, build_snapshot
+from syncd.engine.snapshot import CompanySnapshot, FlagPlan, build_snapshot, plan_flags
 from syncd.engine.wire import CheckFlagResult, Company, Flag, Preflight, User
 
 UTC = dt.UTC
@@ -35,6 +35,7 @@ class Evaluator:
 
     def __init__(self, flags: Iterable[Flag] = ()) -> None:
         self._flags: dict[str, Flag] = {}
+        self._plans: tuple[FlagPlan, ...] = ()
         self._companies: dict[str, Company] = {}
         self._boundaries: dict[str, tuple[dt.datetime, ...]] = {}
         self._snaps: dict[str, CompanySnapshot] = {}
@@ -48,6 +49,7 @@ class Evaluator:
     def set_flags(self, flags: Iterable[Flag], now: dt.datetime | None = None) -> None:
         """Replace the flag catalog and recompute every held company's snapshot."""
         self._flags = {f.key: f for f in flags}
+        self._plans = plan_flags(self._flags.values())
         when = now or dt.datetime.now(UTC)
         for company_id in list(self._companies):
             self._rebuild(company_id, when)
@@ -89,9 +91,7 @@ class Evaluator:
         return self._companies.get(company_id)
 
     def _rebuild(self, company_id: str, now: dt.datetime) -> CompanySnapshot:
-        snap = build_snapshot(
-            self._companies[company_id], self._flags.values(), now, self._boundaries[company_id]
-        )
+        snap = build_snapshot(self._companies[company_id], self._plans, now, self._boundaries[company_id])
         self._snaps[company_id] = snap
         return snap
 

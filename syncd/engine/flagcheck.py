@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from syncd.engine.conditions import (
@@ -78,6 +79,12 @@ def candidate_rules(flag: Flag, company: Company | None, user: User | None) -> l
     if user is not None:
         rules.extend(r for r in user.rules if r.flag_id is not None and r.flag_id == flag.id)
     return rules
+
+
+def _has_rules_for(company: Company | None, user: User | None, flag_id: str) -> bool:
+    if company is not None and company.rules and any(r.flag_id == flag_id for r in company.rules):
+        return True
+    return user is not None and bool(user.rules) and any(r.flag_id == flag_id for r in user.rules)
 
 
 def reason_for(rule: Rule) -> str:
@@ -160,10 +167,15 @@ def check_flag(
     user: User | None = None,
     preflight: Preflight | None = None,
     now: dt.datetime | None = None,
+    *,
+    ordered_flag_rules: Sequence[Rule] | None = None,
 ) -> CheckFlagResult:
     """Evaluate one flag for a company and/or user, exactly as the rules engine does.
 
     ``now`` drives metric reset timestamps; it defaults to the current UTC time.
+    ``ordered_flag_rules``: the flag's own rules already in evaluation order
+    (``order_rules(flag.rules)``), so that callers evaluating a flag many times need not
+    re-sort; ignored when the company or user brings rules for this flag.
     """
     if now is None:
         now = dt.datetime.now(dt.UTC)
@@ -194,7 +206,12 @@ def check_flag(
             company_id=company_id,
             user_id=user_id,
         )
-    for rule in order_rules(candidate_rules(flag, company, user)):
+    rules: Sequence[Rule]
+    if ordered_flag_rules is None or _has_rules_for(company, user, flag.id):
+        rules = order_rules(candidate_rules(flag, company, user))
+    else:
+        rules = ordered_flag_rules
+    for rule in rules:
         if not rule.id:
             continue  # WASM-observed: a rule without an id never matches
         try:
