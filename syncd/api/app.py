@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ..stripe_sync.webhook import routes as stripe_webhook_routes
 from . import health
 from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def create_app(daemon: Daemon) -> Starlette:
-    routes = [*health.routes, *api_routes()]
+    routes = [*health.routes, *stripe_webhook_routes, *api_routes()]
     check_coverage(routes)
     app = Starlette(
         routes=routes,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ...services.inputs import ConditionGroupInput, ConditionInput, FlagInput, RuleInput
 from .base import Body, ListQuery
 
@@ -12,7 +14,7 @@ class FlagBody(Body):
     description: str
     default_value: bool | None = None
     feature_id: str | None = None
-    flag_type: str | None = None
+    flag_type: Literal["boolean"] | None = None
     id: str | None = None
     maintainer_account_member_id: str | None = None
 
@@ -23,7 +25,7 @@ class FlagBody(Body):
 
 
 class _FeatureFields(Body):
-    event_source: str | None = None
+    event_source: Literal["track"] | None = None  # inference-sourced features are not supported
     event_subtype: str | None = None
     flag: FlagBody | None = None
     icon: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...models import Plan, TraitDefinition
+from ...models import CreditType, Plan, TraitDefinition
 
 ACCOUNT_ID = "acct_syncd"
 ENVIRONMENT_ID = "env_syncd"
@@ -38,4 +38,25 @@ def plan_response(plan: Plan) -> dict[str, Any]:
         "icon": plan.icon or DEFAULT_ICON,
         "created_at": plan.created_at,
         "updated_at": plan.updated_at,
+    }
+
+
+def credit_view(credit: CreditType) -> dict[str, Any]:
+    """``BillingCreditResponseData`` for a credit type (syncd keeps the ledger itself)."""
+    return {
+        "id": credit.id,
+        "name": credit.name,
+        "description": "",
+        "singular_name": credit.singular_name,
+        "plural_name": credit.plural_name,
+        "icon": None,
+        "burn_strategy": credit.burn_strategy,
+        "cost_editable": False,
+        "currency_prices": [],
+        "default_expiry_unit": "days",
+        "default_expiry_unit_count": None,
+        "default_rollover_policy": "none",
+        "ledger_authority": "schematic_authoritative",
+        "created_at": credit.created_at,
+        "updated_at": credit.created_at,
     }

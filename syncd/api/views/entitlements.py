@@ -6,22 +6,23 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ...models import Company, CompanyOverride, Feature, Plan, PlanEntitlement, TraitDefinition
+from ...models import Company, CompanyOverride, CreditType, Feature, Plan, PlanEntitlement, TraitDefinition
 from ...services.overrides import override_notes
-from .common import ENVIRONMENT_ID, plan_response, trait_definition
+from .common import ENVIRONMENT_ID, credit_view, plan_response, trait_definition
 from .companies import company_detail
 from .features import feature_response
 
 
 def _value_fields(session: Session, row: PlanEntitlement | CompanyOverride) -> dict[str, Any]:
     trait = session.get(TraitDefinition, row.value_trait_id) if row.value_trait_id else None
+    credit = session.get(CreditType, row.value_credit_id) if row.value_credit_id else None
     return {
         "value_type": row.value_type,
         "value_bool": row.value_bool,
         "value_numeric": row.value_numeric,
         "value_trait_id": row.value_trait_id,
         "value_trait": trait_definition(trait) if trait else None,
-        "value_credit_id": row.value_credit_id,
+        "value_credit": credit_view(credit) if credit else None,
         "consumption_rate": row.credit_consumption_rate,
         "metric_period": row.metric_period,
         "metric_period_month_reset": row.metric_period_month_reset,
@@ -73,6 +74,7 @@ def override_view(
         "company": cache[row.company_id] or None,
         "feature_id": row.feature_id,
         "feature": feature_response(feature) if feature else None,
+        "value_credit_id": row.value_credit_id,
         "expiration_date": row.expiration_date,
         "notes": [
             {
