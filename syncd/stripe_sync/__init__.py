@@ -1,0 +1,1 @@
+"""Stripe -> syncd: the inbound webhook endpoint, the durable inbox, and applying events."""
