@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +37,13 @@ async def handle_http(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), code)
 
 
+async def handle_integrity(request: Request, exc: Exception) -> Response:
+    """A unique or foreign-key constraint refused the write, e.g. two requests created the same
+    key at once. Nothing was written; a retry sees the winner's row (the SDK retries 409s)."""
+    log.warning("integrity_conflict", path=request.url.path, error=str(getattr(exc, "orig", exc)))
+    return error_response(409, "the change conflicts with a concurrent change; retry", "conflict")
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path)
     return error_response(500, "internal server error", "internal_error")
@@ -44,5 +52,6 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ValidationError: handle_validation,
     HTTPException: handle_http,
+    IntegrityError: handle_integrity,
     Exception: handle_unexpected,
 }

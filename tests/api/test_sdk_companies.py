@@ -184,3 +184,19 @@ def test_users_upsert_with_memberships_lookup_get_list(api: ApiServer) -> None:
             == 2
         )
         assert session.get(Company, company.id) is not None
+
+
+def test_concurrent_upserts_of_a_new_company_converge(api: ApiServer) -> None:
+    """Racing creates of the same key: one wins, the others get 409/5xx, retry and find it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sdk = api.sdk()
+    keys = {"customer_id": unique("race")}
+
+    def upsert(i: int) -> str:
+        return sdk.companies.upsert_company(keys=keys, name=f"n{i}").data.id
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = list(pool.map(upsert, range(6)))
+    assert len(set(ids)) == 1
+    assert [c.id for c in sdk.companies.list_companies(q=keys["customer_id"]).data] == ids[:1]
