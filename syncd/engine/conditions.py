@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from syncd.engine.typeconvert import (
     Number,
     compare_numbers,
@@ -43,12 +45,13 @@ def metric_value(company: Company, cond: Condition) -> int:
     return 0 if metric is None else metric.value
 
 
-def find_trait(traits: list[Trait], trait_id: str) -> str:
+def find_trait(traits: list[Trait], trait_id: str, *, match_empty: bool = False) -> str:
     """A trait's raw value; a missing trait reads as the empty string.
 
-    An empty id never finds anything (the engine treats empty ids as absent).
+    An empty id finds nothing when evaluating conditions; the usage/allocation fields of a
+    result match ids literally, empty included (both WASM-observed).
     """
-    if not trait_id:
+    if not trait_id and not match_empty:
         return ""
     for trait in traits:
         if trait.trait_definition is not None and trait.trait_definition.id == trait_id:
@@ -143,6 +146,11 @@ def _trait(cond: Condition, company: Company | None, user: User | None, pf: Pref
 
 def _affordable(company: Company, cond: Condition, credit_id: str, pf: Preflight | None) -> bool:
     balance = company.credit_balances.get(credit_id, 0.0)
+    postpaid = company.credit_postpaid.get(credit_id)
+    if postpaid is not None:
+        # Post-paid credit may overdraw by the limit, or without bound when it has none.
+        limit = postpaid.overdraft_limit
+        balance = math.inf if limit is None else balance + limit
     rate = 1.0 if cond.consumption_rate is None else cond.consumption_rate
     if pf is not None:
         if pf.credit_cost is not None and credit_id in pf.credit_cost:

@@ -125,7 +125,7 @@ def usage_fields(rule: Rule, company: Company, now: dt.datetime) -> UsageFields:
             period = cond.metric_period or "all_time"
             allocation = cond.metric_value
             if ctd is not None:
-                allocation = _int_or(find_trait(company.traits, ctd.id), allocation)
+                allocation = _int_or(find_trait(company.traits, ctd.id, match_empty=True), allocation)
             return UsageFields(
                 allocation=allocation,
                 usage=metric_value(company, cond),
@@ -136,10 +136,10 @@ def usage_fields(rule: Rule, company: Company, now: dt.datetime) -> UsageFields:
         if cond.condition_type == "trait":
             usage: int | None = 0
             if cond.trait_definition is not None:
-                usage = _int_or(find_trait(company.traits, cond.trait_definition.id), 0)
+                usage = _int_or(find_trait(company.traits, cond.trait_definition.id, match_empty=True), 0)
             allocation = _int_or(cond.trait_value, 0)
             if ctd is not None:
-                allocation = _int_or(find_trait(company.traits, ctd.id), allocation)
+                allocation = _int_or(find_trait(company.traits, ctd.id, match_empty=True), allocation)
             return UsageFields(allocation=allocation, usage=usage)
     return NO_USAGE
 

@@ -401,6 +401,19 @@ class FeatureEntitlement:
         return ent
 
 
+@dataclass(slots=True, frozen=True)
+class CreditPostpaid:
+    """Post-paid credit: consumption may overdraw the balance by ``overdraft_limit``
+    (``None``: without limit)."""
+
+    overdraft_limit: float | None = None
+
+    def to_wire(self) -> JSON:
+        out: JSON = {}
+        _put(out, "overdraft_limit", self.overdraft_limit)
+        return out
+
+
 @dataclass(slots=True)
 class Company:
     id: str
@@ -417,6 +430,7 @@ class Company:
     rules: list[Rule] = field(default_factory=list)
     subscription: Subscription | None = None
     traits: list[Trait] = field(default_factory=list)
+    credit_postpaid: dict[str, CreditPostpaid] = field(default_factory=dict)
 
     def to_wire(self) -> JSON:
         out: JSON = {
@@ -436,6 +450,8 @@ class Company:
         _put(out, "base_plan_id", self.base_plan_id)
         if self.subscription is not None:
             out["subscription"] = self.subscription.to_wire()
+        if self.credit_postpaid:  # optional on the wire; omitted when unused
+            out["credit_postpaid"] = {k: v.to_wire() for k, v in self.credit_postpaid.items()}
         return out
 
     @classmethod
@@ -456,6 +472,10 @@ class Company:
             rules=[Rule.from_wire(r) for r in data.get("rules") or []],
             subscription=None if sub is None else Subscription.from_wire(sub),
             traits=[Trait.from_wire(t) for t in data.get("traits") or []],
+            credit_postpaid={
+                k: CreditPostpaid(v.get("overdraft_limit"))
+                for k, v in (data.get("credit_postpaid") or {}).items()
+            },
         )
 
 

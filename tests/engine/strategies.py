@@ -24,6 +24,7 @@ from syncd.engine.wire import (
     CompanyMetric,
     Condition,
     ConditionGroup,
+    CreditPostpaid,
     EventUsage,
     FeatureEntitlement,
     Flag,
@@ -328,6 +329,10 @@ class Builder:
             rules=self.many(lambda: self.rule([FLAG_ID, FLAG_ID, "flag_other", None]), 3),
             subscription=self.maybe(self.subscription, 0.3),
             traits=self.traits("company"),
+            credit_postpaid={
+                c: CreditPostpaid(self.pick([None, 0.0, 3.0, 50.0]))
+                for c in (self.some(CREDITS, 1) if self.r.random() < 0.15 else [])
+            },
         )
 
     def user(self) -> User:

@@ -16,6 +16,7 @@ from syncd.engine.wire import (
     CompanyMetric,
     Condition,
     ConditionGroup,
+    CreditPostpaid,
     EventUsage,
     Flag,
     Preflight,
@@ -197,3 +198,15 @@ def test_divergence_billing_anchor_on_31st_clamps_in_february(wasm: WasmOracle) 
     assert check_flag(flag, company, now=NOW).feature_usage_reset_at == dt.datetime(
         2025, 2, 28, 10, tzinfo=dt.UTC
     )
+
+
+def test_undocumented_credit_postpaid_overdraft(wasm: WasmOracle) -> None:
+    # Not in the docs: credit_postpaid lets consumption overdraw by overdraft_limit (None: no
+    # limit); the "empty balance is never affordable" rule then applies to balance + overdraft.
+    def company(limit: float | None) -> Company:
+        return Company("co", credit_balances={"cr": 0.0}, credit_postpaid={"cr": CreditPostpaid(limit)})
+
+    assert run(wasm, one(credit("eq")), company(10.0), preflight=Preflight(usage=10)).value
+    assert not run(wasm, one(credit("eq")), company(10.0), preflight=Preflight(usage=11)).value
+    assert run(wasm, one(credit("eq")), company(None), preflight=Preflight(usage=10**6)).value
+    assert not run(wasm, one(credit("eq", 0.0)), company(0.0)).value
