@@ -77,12 +77,12 @@ def billing_period_start(sub: Subscription | None, now: dt.datetime) -> dt.datet
 
 def billing_next_reset(sub: Subscription | None, now: dt.datetime) -> dt.datetime:
     """The next billing-anchored month boundary after ``now``, capped at ``period_end``."""
+    year, month = _add_months(now.year, now.month, 1)
+    calendar_next = _month_start(year, month)
     if sub is None:
-        return calendar_next_reset("current_month", now)  # type: ignore[return-value]
+        return calendar_next
     if sub.period_start > now:
-        nxt = calendar_next_reset("current_month", now)
-        assert nxt is not None
-        return min(nxt, sub.period_start)
+        return min(calendar_next, sub.period_start)
     anchor = sub.period_start.astimezone(UTC)
     nxt = _anchored(now.year, now.month, anchor)
     if nxt <= now:
