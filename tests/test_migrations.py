@@ -41,3 +41,29 @@ def test_foreign_table_is_ignored_by_autogenerate(sqlite_url: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE syncd_scheduler_jobs (id VARCHAR(191) PRIMARY KEY)")
     migrate.check(engine)
+
+
+def test_integer_primary_keys_are_assigned_on_both_backends(database_url: str) -> None:
+    """BIGINT keys must auto-increment on SQLite too (only INTEGER PRIMARY KEY does there)."""
+    from datetime import UTC, datetime
+
+    from syncd.db import session_scope
+    from syncd.models import AuditLog, Company, CompanyMetric, OutboxMessage, UsageEvent
+
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        company = Company(name="Acme")
+        session.add(company)
+        session.flush()
+        rows = [
+            AuditLog(action="test", entity_type="company"),
+            OutboxMessage(adapter="redis", dedupe_key="k1", topic="t"),
+            UsageEvent(company_id=company.id, event_subtype="api-call", occurred_at=now),
+            CompanyMetric(company_id=company.id, event_subtype="api-call", period="all_time", period_start=now),
+        ]
+        session.add_all(rows)
+        session.flush()
+        assert all(isinstance(row.id, int) for row in rows)
+    engine.dispose()

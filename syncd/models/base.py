@@ -7,7 +7,7 @@ import string
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -49,6 +49,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on Postgres; INTEGER on SQLite, where only "INTEGER PRIMARY KEY" auto-increments.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def bigint_pk() -> Any:
+    return Field(default=None, primary_key=True, sa_type=BigIntPK)
 
 
 def id_field(prefix: str) -> Any:

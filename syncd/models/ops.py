@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from .base import UTCDateTime, created_field, id_field, json_field, ts_field
+from .base import UTCDateTime, bigint_pk, created_field, id_field, json_field, ts_field
 
 
 class InboxEvent(SQLModel, table=True):
@@ -45,7 +45,7 @@ class OutboxMessage(SQLModel, table=True):
         UniqueConstraint("adapter", "dedupe_key"),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    id: int | None = bigint_pk()
     adapter: str = Field(max_length=64)
     ordering_key: str = Field(default="", max_length=255)
     dedupe_key: str = Field(max_length=255)  # stable id consumers can dedupe on
@@ -62,7 +62,7 @@ class OutboxMessage(SQLModel, table=True):
 class AuditLog(SQLModel, table=True):
     __tablename__ = "audit_log"
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    id: int | None = bigint_pk()
     actor_type: str = Field(default="system", max_length=32)  # api_key | cli | system | stripe
     actor: str | None = Field(default=None, max_length=255)
     action: str = Field(max_length=128)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from .base import UTCDateTime, created_field, fk, id_field, json_field, ts_field
+from .base import UTCDateTime, bigint_pk, created_field, fk, id_field, json_field, ts_field
 
 
 class UsageEvent(SQLModel, table=True):
@@ -19,7 +19,7 @@ class UsageEvent(SQLModel, table=True):
         Index("ix_usage_event_company_event_time", "company_id", "event_subtype", "occurred_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    id: int | None = bigint_pk()
     company_id: str = fk("company.id", index=False)
     user_id: str | None = Field(default=None, max_length=40)
     event_subtype: str = Field(max_length=255)
@@ -48,7 +48,7 @@ class CompanyMetric(SQLModel, table=True):
         UniqueConstraint("company_id", "event_subtype", "period", "month_reset", "period_start"),
     )
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    id: int | None = bigint_pk()
     company_id: str = fk("company.id", index=False)
     event_subtype: str = Field(max_length=255)
     period: str = Field(max_length=16)  # all_time | current_day | current_week | current_month
@@ -114,7 +114,7 @@ class CreditLedgerEntry(SQLModel, table=True):
 
     __tablename__ = "credit_ledger"
 
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    id: int | None = bigint_pk()
     company_id: str = fk("company.id")
     credit_type_id: str = fk("credit_type.id", index=False)
     grant_id: str | None = Field(default=None, max_length=40)

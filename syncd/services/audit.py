@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert
-from sqlmodel import Session, SQLModel, select
+from sqlalchemy import insert
+from sqlmodel import Session, SQLModel
 
 from ..models import AuditLog, utcnow
 
@@ -33,15 +33,6 @@ def snapshot(row: SQLModel | None) -> dict[str, Any] | None:
     return data
 
 
-def _next_id_on_sqlite(session: Session) -> dict[str, Any]:
-    """SQLite only auto-assigns INTEGER (not BIGINT) primary keys, so number audit rows in the INSERT.
-
-    The subquery runs inside the INSERT itself, which SQLite serializes, so ids never collide.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        return {}
-    return {"id": select(func.coalesce(func.max(AuditLog.id), 0) + 1).scalar_subquery()}
-
 
 def record(
     session: Session,
@@ -65,6 +56,5 @@ def record(
             after=after,
             note=note,
             created_at=utcnow(),
-            **_next_id_on_sqlite(session),
         )
     )
