@@ -10,12 +10,11 @@ by accident.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..apikeys import Principal
 from ..services.audit import Actor
+from .middleware import header, send_json_error
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -176,16 +176,16 @@ class ApiKeyMiddleware:
         if needed is None or needed is Permission.PUBLIC:
             await self.app(scope, receive, send)
             return
-        presented = _header(scope, API_KEY_HEADER.encode())
+        presented = header(scope, API_KEY_HEADER.encode())
         who = await run_in_threadpool(self.daemon.keys.verify, presented) if presented else None
         if who is None:
             message = (
                 "invalid API key" if presented else f"missing API key (send the {API_KEY_HEADER} header)"
             )
-            await _deny(send, 401, message, "unauthorized", {})
+            await send_json_error(send, 401, message, "unauthorized", {})
             return
         if who.kind not in ALLOWED_KINDS[needed]:
-            await _deny(
+            await send_json_error(
                 send,
                 403,
                 f"a {who.kind} API key cannot call {scope['method']} {scope['path']}",
@@ -195,22 +195,3 @@ class ApiKeyMiddleware:
             return
         scope[PRINCIPAL_SCOPE_KEY] = who
         await self.app(scope, receive, send)
-
-
-async def _deny(send: Send, status: int, message: str, code: str, details: dict[str, Any]) -> None:
-    body = json.dumps({"error": message, "code": code, "details": details}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +23,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = header(scope, b"x-request-id") or uuid.uuid4().hex
         status = 500
         start = time.perf_counter()
 
@@ -55,7 +56,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _too_large(send, self.max_bytes)
             return
@@ -88,25 +89,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": f"request body larger than {limit} bytes",
-            "code": "payload_too_large",
-            "details": {"max_bytes": limit},
-        }
-    ).encode()
+async def send_json_error(send: Send, status: int, message: str, code: str, details: dict[str, Any]) -> None:
+    """Answer a raw ASGI request with syncd's JSON error shape (for middleware, before routing)."""
+    body = json.dumps({"error": message, "code": code, "details": details}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+async def _too_large(send: Send, limit: int) -> None:
+    await send_json_error(
+        send, 413, f"request body larger than {limit} bytes", "payload_too_large", {"max_bytes": limit}
+    )
+
+
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
