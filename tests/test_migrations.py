@@ -61,7 +61,9 @@ def test_integer_primary_keys_are_assigned_on_both_backends(database_url: str) -
             AuditLog(action="test", entity_type="company"),
             OutboxMessage(adapter="redis", dedupe_key="k1", topic="t"),
             UsageEvent(company_id=company.id, event_subtype="api-call", occurred_at=now),
-            CompanyMetric(company_id=company.id, event_subtype="api-call", period="all_time", period_start=now),
+            CompanyMetric(
+                company_id=company.id, event_subtype="api-call", period="all_time", period_start=now
+            ),
         ]
         session.add_all(rows)
         session.flush()
