@@ -7,23 +7,19 @@ when Postgres is unreachable, and fails instead when the ``CI`` environment vari
 from __future__ import annotations
 
 import copy
-import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from syncd.catalog import Catalog, parse_catalog
 from syncd.db import make_engine
 from syncd.migrate import upgrade
-
-PG_URL = os.environ.get("SYNCD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 #: A small catalog touching every section; tests copy and tweak it.
 BASE: dict[str, Any] = {
@@ -182,27 +178,11 @@ def writes(engine: Engine) -> Iterator[Callable[[], WriteLog]]:
 
 
 @pytest.fixture
-def pg_engine() -> Iterator[Engine]:
-    """A migrated, freshly created Postgres database (``syncd_cat_<random>``), dropped afterwards."""
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        reason = f"PostgreSQL at {PG_URL} is unreachable ({str(exc).splitlines()[0]})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI requires it")
-        pytest.skip(reason)
-    name = f"syncd_cat_{secrets.token_hex(6)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng = make_engine(PG_URL.rsplit("/", 1)[0] + f"/{name}", pool_size=2)
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    """A migrated, freshly created Postgres database (the shared ``postgres_url`` fixture)."""
+    eng = make_engine(postgres_url, pool_size=2)
     try:
         upgrade(eng)
         yield eng
     finally:
         eng.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
