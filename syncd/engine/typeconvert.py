@@ -14,7 +14,10 @@ from the Go engine's documentation:
 from __future__ import annotations
 
 import calendar
+import operator as operator_module
 import re
+from collections.abc import Callable
+from typing import Any
 
 Number = int | float
 # A parsed date: (UTC epoch seconds, nanoseconds). A leap second keeps its second at :59 and
@@ -54,19 +57,21 @@ def parse_bool(text: str) -> bool:
     return text in ("true", "1")
 
 
+# Operators shared by every ordered type; emptiness is per type.
+_ORDERED: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator_module.eq,
+    "ne": operator_module.ne,
+    "gt": operator_module.gt,
+    "lt": operator_module.lt,
+    "gte": operator_module.ge,
+    "lte": operator_module.le,
+}
+
+
 def compare_numbers(left: Number, right: Number, operator: str) -> bool:
-    if operator == "eq":
-        return left == right
-    if operator == "ne":
-        return left != right
-    if operator == "gt":
-        return left > right
-    if operator == "lt":
-        return left < right
-    if operator == "gte":
-        return left >= right
-    if operator == "lte":
-        return left <= right
+    ordered = _ORDERED.get(operator)
+    if ordered is not None:
+        return ordered(left, right)
     if operator == "is_empty":
         return left == 0
     if operator == "not_empty":
@@ -76,18 +81,9 @@ def compare_numbers(left: Number, right: Number, operator: str) -> bool:
 
 def compare_strings(left: str, right: str, operator: str) -> bool:
     # Python str ordering is code-point order, which equals Rust's UTF-8 byte order.
-    if operator == "eq":
-        return left == right
-    if operator == "ne":
-        return left != right
-    if operator == "gt":
-        return left > right
-    if operator == "lt":
-        return left < right
-    if operator == "gte":
-        return left >= right
-    if operator == "lte":
-        return left <= right
+    ordered = _ORDERED.get(operator)
+    if ordered is not None:
+        return ordered(left, right)
     if operator == "is_empty":
         return left == ""
     if operator == "not_empty":
