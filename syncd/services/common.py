@@ -41,6 +41,15 @@ class Page:
 FIRST_PAGE = Page()
 
 
+MAX_NAME = 255
+
+
+def check_name(name: str | None) -> None:
+    """Names of companies and users are at most MAX_NAME characters."""
+    if name is not None and len(name) > MAX_NAME:
+        raise ValidationError(f"name must be at most {MAX_NAME} characters", code="invalid_name")
+
+
 def require(session: Session, model: type[T], entity_id: str, what: str) -> T:
     """The row with this primary key, or NotFoundError naming the entity."""
     row = session.get(model, entity_id) if entity_id else None

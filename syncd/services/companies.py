@@ -22,16 +22,9 @@ from ..models import (
 from . import keys as entity_keys
 from .audit import SYSTEM, Actor, record, snapshot
 from .changes import entitlements_changed
-from .common import FIRST_PAGE, Page, require, text_match
+from .common import FIRST_PAGE, Page, check_name, require, text_match
 from .company_plans import assign_plan_on_creation
 from .traits import increment_trait, set_traits
-
-MAX_NAME = 255
-
-
-def _check_name(name: str | None) -> None:
-    if name is not None and len(name) > MAX_NAME:
-        raise ValidationError(f"name must be at most {MAX_NAME} characters", code="invalid_name")
 
 
 def upsert_company(
@@ -54,7 +47,7 @@ def upsert_company(
     else the catalog's initial plan.
     """
     entity_keys.validate_keys(keys, required=company_id is None)
-    _check_name(name)
+    check_name(name)
     found = entity_keys.resolve(session, entity_keys.COMPANY_KEYS, keys, company_id)
     created = found is None
     if found is None:

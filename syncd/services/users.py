@@ -9,15 +9,13 @@ from typing import Any
 from sqlalchemy import exists, or_
 from sqlmodel import Session, col, select
 
-from ..exceptions import NotFoundError, ValidationError
+from ..exceptions import NotFoundError
 from ..models import Company, CompanyMembership, CompanyPlan, User, UserKey, utcnow
 from . import keys as entity_keys
 from .audit import SYSTEM, Actor, record, snapshot
 from .changes import entitlements_changed
-from .common import FIRST_PAGE, Page, require, require_all, text_match
+from .common import FIRST_PAGE, Page, check_name, require, require_all, text_match
 from .traits import set_traits
-
-MAX_NAME = 255
 
 
 def _companies(
@@ -55,8 +53,7 @@ def upsert_user(
 ) -> tuple[User, bool]:
     """Create or update the user the keys address and add the named company memberships."""
     entity_keys.validate_keys(keys, required=user_id is None)
-    if name is not None and len(name) > MAX_NAME:
-        raise ValidationError(f"name must be at most {MAX_NAME} characters", code="invalid_name")
+    check_name(name)
     member_of = _companies(session, company, companies, company_id, company_ids)
     found = entity_keys.resolve(session, entity_keys.USER_KEYS, keys, user_id)
     created = found is None
