@@ -31,6 +31,7 @@ from .companies import (
 from .ops import (
     ApiKey,
     AuditLog,
+    ChangeLog,
     InboxEvent,
     Lease,
     OutboxMessage,
@@ -63,6 +64,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "CatalogSettingsRow",
+    "ChangeLog",
     "Company",
     "CompanyKey",
     "CompanyMembership",

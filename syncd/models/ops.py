@@ -36,6 +36,24 @@ class InboxEvent(SQLModel, table=True):
     applied_at: datetime | None = ts_field()
 
 
+class ChangeLog(SQLModel, table=True):
+    """The ordered feed of everything that changed: what engines and adapters follow.
+
+    Rows are written inside the transaction that made the change, and ids are assigned in
+    commit order (see ``syncd.services.changes``), so a follower that reads ``id > cursor``
+    never skips a row that commits late. ``topic`` is ``entitlements.changed`` (company_id
+    NULL meaning every company) or a domain event such as ``company.plan_changed``.
+    """
+
+    __tablename__ = "change_log"
+
+    id: int | None = bigint_pk()
+    topic: str = Field(max_length=128)
+    company_id: str | None = Field(default=None, max_length=40)
+    payload: dict[str, Any] = json_field(dict)
+    created_at: datetime = created_field()
+
+
 class OutboxMessage(SQLModel, table=True):
     """A side effect for one adapter, delivered at least once, in order per (adapter, ordering_key)."""
 

@@ -1,27 +1,44 @@
-"""The one seam between domain mutations and the entitlement engine.
+"""The one seam between domain mutations and everything that follows them.
 
 Every service that can change what a company is entitled to calls
-:func:`entitlements_changed` inside its transaction. For now the ids are only recorded on
-the session (``session.info``); whoever owns the transaction reads them with
-:func:`take_entitlement_changes` *after* a successful commit and hands them to the engine
-(the HTTP API calls ``app.state.entitlements_listeners``). A rolled-back session's record
-must be discarded with the session.
+:func:`entitlements_changed` inside its transaction; services that do something an outside
+observer cares about (a plan change, an override created...) call :func:`record_event`.
+Both are written to the ``change_log`` table by a ``before_commit`` hook, in the same
+transaction, so the record exists exactly when the change does.
 
-``"all"`` means "recompute every company" (a flag's rules or default changed, a feature
-was deleted, ...). Once ``"all"`` is recorded, later ids are absorbed by it.
+Ids in ``change_log`` follow commit order: on Postgres the hook takes a transaction-scoped
+advisory lock right before inserting, and holds it through the commit, so no transaction
+can take a later id and commit earlier. A follower that reads ``id > cursor`` therefore
+never skips a row (SQLite serialises writers anyway).
+
+The process that made a change also learns about it immediately, without polling: after a
+successful commit the owner calls :func:`take_entitlement_changes` (the HTTP API hands the
+result to ``app.state.entitlements_listeners``).
+
+``"all"`` means "recompute every company" (a flag's rules changed, a feature was deleted...).
+Once ``"all"`` is recorded, later ids are absorbed by it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
+
+from ..models import ChangeLog
 
 ALL: Literal["all"] = "all"
 Changed: TypeAlias = frozenset[str] | Literal["all"]
+ENTITLEMENTS_CHANGED = "entitlements.changed"
 
-_KEY = "syncd.entitlements_changed"
+_KEY = "syncd.entitlements_changed"  # what this transaction changed (read after commit)
+_EVENTS = "syncd.pending_events"  # domain events not yet written to the log
+_LOGGED = "syncd.logged"  # entitlement changes already written to the log
+# Arbitrary constant naming the change_log commit-order lock among advisory locks.
+CHANGE_LOG_LOCK = 0x5C0D_C4A6
 
 
 def entitlements_changed(session: Session, company_ids: Iterable[str] | Literal["all"]) -> None:
@@ -35,6 +52,11 @@ def entitlements_changed(session: Session, company_ids: Iterable[str] | Literal[
     ids: set[str] = current if isinstance(current, set) else set()
     ids.update(company_ids)
     session.info[_KEY] = ids
+
+
+def record_event(session: Session, topic: str, company_id: str | None, payload: dict[str, Any]) -> None:
+    """Record a domain event (e.g. ``company.plan_changed``) for adapters to publish."""
+    session.info.setdefault(_EVENTS, []).append((topic, company_id, payload))
 
 
 def peek_entitlement_changes(session: Session) -> Changed | None:
@@ -51,4 +73,38 @@ def take_entitlement_changes(session: Session) -> Changed | None:
     """Return and clear the record; call after commit."""
     changed = peek_entitlement_changes(session)
     session.info.pop(_KEY, None)
+    session.info.pop(_LOGGED, None)
     return changed
+
+
+def _log_rows(session: OrmSession) -> list[ChangeLog]:
+    rows = [
+        ChangeLog(topic=topic, company_id=company_id, payload=payload)
+        for topic, company_id, payload in session.info.pop(_EVENTS, [])
+    ]
+    changed = peek_entitlement_changes(session)  # type: ignore[arg-type]
+    logged: set[str] | Literal["all"] = session.info.get(_LOGGED, set())
+    if changed == ALL and logged != ALL:
+        rows.append(ChangeLog(topic=ENTITLEMENTS_CHANGED, company_id=None))
+        session.info[_LOGGED] = ALL
+    elif isinstance(changed, frozenset) and isinstance(logged, set):
+        fresh = sorted(changed - logged)
+        rows.extend(ChangeLog(topic=ENTITLEMENTS_CHANGED, company_id=cid) for cid in fresh)
+        session.info[_LOGGED] = logged | set(fresh)
+    return rows
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _write_change_log(session: OrmSession) -> None:
+    rows = _log_rows(session)
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
+    session.add_all(rows)
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _forget(session: OrmSession) -> None:
+    for key in (_KEY, _EVENTS, _LOGGED):
+        session.info.pop(key, None)
