@@ -24,6 +24,8 @@ from typing import Any, cast
 
 import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from syncd.engine.wire import ENGINE_VERSION_KEY, Company, Flag, User
 
@@ -92,6 +94,8 @@ class RedisReplica(Replica):
         return redis.Redis.from_url(
             self.url,
             decode_responses=True,
+            # Our loop owns retrying: it must notice an outage at once to mark the state stale.
+            retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=self._socket_timeout,
             # A blocking XREAD must return before the socket gives up on it.
             socket_timeout=self._socket_timeout + self._block_ms / 1000,

@@ -171,6 +171,9 @@ class TcpProxy:
         """Refuse new connections and break the open ones."""
         server, self._server = self._server, None
         if server is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         with self._lock:
             conns, self._conns = self._conns, []
