@@ -12,11 +12,13 @@ TYPE_MISMATCH (syncd flags are boolean only). ``track`` forwards to a ``UsageTra
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from openfeature.evaluation_context import EvaluationContext
-from openfeature.exception import ErrorCode
+from openfeature.event import ProviderEventDetails
+from openfeature.exception import ErrorCode, ProviderNotReadyError
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
@@ -61,8 +63,17 @@ class SyncdProvider(AbstractProvider):
         return Metadata(name="syncd")
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
-        # The SDK runs this when the provider is set; failing here marks it not ready.
-        self.replica.wait_ready(self._ready_timeout)
+        """Start the replica; raise (provider in error) when no data arrives in time, and
+        announce readiness later if it does."""
+        if self.replica.wait_ready(self._ready_timeout):
+            return
+
+        def announce() -> None:
+            if self.replica.wait_ready(3600 * 24 * 365):
+                self.emit_provider_ready(ProviderEventDetails(message="entitlement data loaded"))
+
+        threading.Thread(target=announce, name="syncd-openfeature-ready", daemon=True).start()
+        raise ProviderNotReadyError(f"no entitlement data within {self._ready_timeout}s")
 
     def shutdown(self) -> None:
         if self.tracker is not None:
