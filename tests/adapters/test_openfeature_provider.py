@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from openfeature import api
+from openfeature.client import OpenFeatureClient
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
@@ -32,13 +33,13 @@ def loaded() -> Replica:
 
 
 @pytest.fixture
-def client() -> Iterator[api.OpenFeatureClient]:
+def client() -> Iterator[OpenFeatureClient]:
     api.set_provider(SyncdProvider(loaded()), "syncd-test")
     yield api.get_client("syncd-test")
     api.shutdown()
 
 
-def test_boolean_resolution_with_reason_variant_and_metadata(client: api.OpenFeatureClient) -> None:
+def test_boolean_resolution_with_reason_variant_and_metadata(client: OpenFeatureClient) -> None:
     on = client.get_boolean_details("sso", False, EvaluationContext("acme"))
     assert (on.value, on.reason, on.variant, on.error_code) == (True, Reason.TARGETING_MATCH, "on", None)
     assert on.flag_metadata["rule_type"] == "plan_entitlement"
@@ -50,7 +51,7 @@ def test_boolean_resolution_with_reason_variant_and_metadata(client: api.OpenFea
     assert (metered.flag_metadata["usage"], metered.flag_metadata["allocation"]) == (1, 3)
 
 
-def test_context_attributes_map_to_company_and_user_keys(client: api.OpenFeatureClient) -> None:
+def test_context_attributes_map_to_company_and_user_keys(client: OpenFeatureClient) -> None:
     ctx = EvaluationContext(attributes={"company": {"id": "ACME"}, "user": {"email": "a@example.com"}})
     details = client.get_boolean_details("beta-ui", False, ctx)
     assert details.value is True
@@ -59,7 +60,7 @@ def test_context_attributes_map_to_company_and_user_keys(client: api.OpenFeature
     assert client.get_boolean_details("sso", True).value is False
 
 
-def test_errors_map_to_openfeature_codes(client: api.OpenFeatureClient) -> None:
+def test_errors_map_to_openfeature_codes(client: OpenFeatureClient) -> None:
     missing = client.get_boolean_details("no-such-flag", True, EvaluationContext("acme"))
     assert (missing.value, missing.error_code, missing.reason) == (
         True,
