@@ -26,6 +26,7 @@ class Identity:
 
 
 Identify = Callable[[Scope], Identity | None]
+_MAX_SEEN = 10_000  # distinct callers remembered by header_identity
 
 
 class IdentityError(Exception):
@@ -53,16 +54,27 @@ def header_identity(
         None if user_header is None else user_header.lower().encode(),
     )
 
+    # The same callers come back: reuse their Identity rather than build one per request.
+    seen: dict[tuple[bytes | None, bytes | None], Identity] = {}
+
     def identify(scope: Scope) -> Identity | None:
-        company = user = None
+        cval = uval = None
         for key, value in scope["headers"]:
             if key == cname:
-                company = {company_key: value.decode("latin-1")}
+                cval = value
             elif key == uname:
-                user = {user_key: value.decode("latin-1")}
-        if company is None and user is None:
+                uval = value
+        if cval is None and uval is None:
             return None
-        return Identity(company, user)
+        found = seen.get((cval, uval))
+        if found is None:
+            if len(seen) >= _MAX_SEEN:
+                seen.clear()
+            found = seen[cval, uval] = Identity(
+                None if cval is None else {company_key: cval.decode("latin-1")},
+                None if uval is None else {user_key: uval.decode("latin-1")},
+            )
+        return found
 
     return identify
 

@@ -59,7 +59,8 @@ def _index_keys(keys: Keys) -> list[tuple[str, str]]:
 def _lookup(index: Mapping[tuple[str, str], str], keys: Keys) -> str | None:
     found: str | None = None
     for k, v in keys.items():
-        entity_id = index.get((k.lower(), v.lower()))
+        # Most callers already pass lower-case keys: try as given before lower-casing.
+        entity_id = index.get((k, v)) or index.get((k.lower(), v.lower()))
         if entity_id is None:
             continue
         if found is not None and entity_id != found:
