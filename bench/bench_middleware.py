@@ -40,6 +40,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bench._common import build_catalog, build_company
 from syncd_asgi import EntitlementMiddleware, GateRule, Replica, header_identity, requires_feature
@@ -57,7 +58,7 @@ def replica() -> Replica:
     return rep
 
 
-async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def bare(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
