@@ -37,7 +37,7 @@ from ..engine.flagcheck import (
 )
 from ..engine.wire import CheckFlagResult, Preflight
 from ..models import ChangeLog
-from ..services.changes import ENTITLEMENTS_CHANGED
+from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED
 from .catalog_view import CatalogView, load_catalog_view
 from .loader import LoadedCompany, load_companies
 from .users import KeyConflictError, UserCache
@@ -132,6 +132,14 @@ class EntitlementStore:
         deleted = frozenset(cid for cid in ids if cid not in loaded)
         return self._notify(Published(frozenset(loaded), False, deleted))
 
+    def _reload_catalog(self) -> None:
+        """New plans or plan entitlements: new flag rules, but only the companies recorded
+        with the change need new snapshots (a plan rule is scoped to its plan's companies)."""
+        with Session(self._engine) as session:
+            self.view = load_catalog_view(session, self._clock())
+        self.evaluator.set_flags(self.view.flags, rebuild=False)
+        self._notify(Published(frozenset(), True, frozenset()))
+
     def evaluator_ids(self) -> list[str]:
         return list(self._keys_of)
 
@@ -158,10 +166,12 @@ class EntitlementStore:
             ).all()
         if not rows:
             return 0
-        everything = False
+        everything = catalog = False
         ids: set[str] = set()
         for _, topic, company_id, payload in rows:
-            if topic == ENTITLEMENTS_CHANGED:
+            if topic == CATALOG_CHANGED:
+                catalog = True
+            elif topic == ENTITLEMENTS_CHANGED:
                 if company_id is None:
                     everything = True
                 else:
@@ -171,8 +181,11 @@ class EntitlementStore:
         with self._lock:
             if everything:
                 self.reload(None)
-            elif ids:
-                self.reload(ids)
+            else:
+                if catalog:
+                    self._reload_catalog()
+                if ids:
+                    self.reload(ids)
             self.cursor = max(self.cursor, rows[-1][0] or 0)
         return len(rows)
 

@@ -213,3 +213,19 @@ def test_malformed_check_bodies_are_400(demo_api: ApiServer, body: bytes) -> Non
         resp = http.post("/flags/seats/check", content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 400
     assert resp.json()["code"] in ("invalid_json", "invalid_body")
+
+
+def test_plan_entitlement_change_reaches_checks_at_once(demo_api: ApiServer) -> None:
+    keys = _company(demo_api)
+    sdk = demo_api.sdk()
+    name = unique("Export")
+    feature = sdk.features.create_feature(name=name, description="", feature_type="boolean").data
+    flag_key = feature.flags[0].key if feature.flags else None
+    assert flag_key is not None
+    assert sdk.features.check_flag(flag_key, company=keys).data.value is False
+    free = next(p for p in sdk.plans.list_plans().data if p.name == "Free")
+    sdk.entitlements.create_plan_entitlement(
+        plan_id=free.id, feature_id=feature.id, value_type="boolean", value_bool=True
+    )
+    data = sdk.features.check_flag(flag_key, company=keys).data
+    assert (data.value, data.rule_type) == (True, "plan_entitlement")
