@@ -27,7 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from syncd.engine.wire import format_ts
 
-from .replica import Keys, Replica, _pid
+from .replica import Keys, Source, _pid
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ class UsageTracker:
         syncd_url: str,
         api_key: str,
         *,
-        replica: Replica | None = None,
+        replica: Source | None = None,
         flush_interval: float = 1.0,
         tick: float = 0.02,
         max_buffer: int = 10_000,

@@ -29,7 +29,7 @@ from syncd.engine.wire import CheckFlagResult
 from .gates import Gate, GateRule, GateTable, find_routes
 from .identity import Identify, Identity, IdentityError
 from .metering import UsageTracker
-from .replica import Replica
+from .replica import Source
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class EntitlementMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        replica: Replica,
+        replica: Source,
         identify: Identify = _no_identity,
         *,
         rules: Iterable[GateRule] = (),

@@ -24,7 +24,7 @@ from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
 from .metering import UsageTracker
-from .replica import REASON_KEY_CONFLICT, Keys, Replica
+from .replica import REASON_KEY_CONFLICT, Keys, Source
 
 T = TypeVar("T")
 FlagMetadata = dict[str, bool | int | float | str]
@@ -49,7 +49,7 @@ class SyncdProvider(AbstractProvider):
 
     def __init__(
         self,
-        replica: Replica,
+        replica: Source,
         *,
         targeting_key: str = "id",
         tracker: UsageTracker | None = None,

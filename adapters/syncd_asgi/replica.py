@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -45,6 +46,24 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Source(Protocol):
+    """What the middleware, the OpenFeature provider and the tracker need from a replica.
+
+    Implemented by ``Replica`` (and ``RedisReplica``) and by ``embedded.StoreSource``.
+    """
+
+    stale: bool
+
+    def start(self) -> None: ...
+    def wait_ready(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
+    def check(self, company: Keys | None, user: Keys | None, flag_key: str) -> CheckFlagResult | None: ...
+    def company_id(self, keys: Keys) -> str | None: ...
+    def has_flag(self, flag_key: str) -> bool: ...
+    def is_billing_flag(self, flag_key: str) -> bool: ...
+    def bump_usage(self, company_id: str, event: str, quantity: int) -> None: ...
 
 
 class KeyConflict(Exception):

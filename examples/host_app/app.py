@@ -1,14 +1,16 @@
 """The example host app: one free route, one boolean-gated route, one metered route.
 
-``create_app`` wires any replica and tracker (the tests pass an in-process one or a Redis one);
-``examples.host_app.main`` builds the served app from environment variables.
+Feature keys follow syncd's demo catalog (``config/catalog.toml``). ``create_app`` wires any
+source and tracker (the tests pass an in-process replica, a Redis one, or a running syncd's
+store); ``examples.host_app.main`` builds the served app from environment variables.
 
 - ``GET /``: free; answers with the serving process id (the multi-worker test uses it).
 - ``GET /sso``: requires the boolean feature ``sso`` (decorator).
-- ``POST /reports``: requires ``reports`` and counts one ``report`` event per success
-  (decorator, fail-open: reports keep working if entitlement data is unavailable);
+- ``POST /query``: requires ``api-calls`` and counts one ``api-call`` event per success
+  (decorator, fail-open: queries keep working if entitlement data is unavailable);
   ``?fail=1`` makes the handler fail (500), which must not count.
-- ``GET /beta``: gated by configuration on ``beta-ui``, a non-billing rollout flag (403 when off).
+- ``GET /dashboard``: gated by configuration on ``new-dashboard``, a rollout flag with no
+  plan entitlement (403 when off).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from starlette.routing import Route
 from syncd_asgi import (
     EntitlementMiddleware,
     GateRule,
-    Replica,
     UsageTracker,
     header_identity,
     requires_feature,
 )
 from syncd_asgi.identity import Identify
+from syncd_asgi.replica import Source
 
 UPGRADE_URL = "https://example.com/billing/upgrade?feature={feature}"
 
@@ -43,19 +45,19 @@ async def sso(request: Request) -> JSONResponse:
     return JSONResponse({"sso": "configured"})
 
 
-@requires_feature("reports", event="report", fail="open")
-async def reports(request: Request) -> JSONResponse:
+@requires_feature("api-calls", event="api-call", fail="open")
+async def query(request: Request) -> JSONResponse:
     if request.query_params.get("fail"):
-        return JSONResponse({"error": "report generation failed"}, status_code=500)
-    return JSONResponse({"report": "generated"})
+        return JSONResponse({"error": "query failed"}, status_code=500)
+    return JSONResponse({"rows": []})
 
 
-async def beta(request: Request) -> JSONResponse:
-    return JSONResponse({"beta": True})
+async def dashboard(request: Request) -> JSONResponse:
+    return JSONResponse({"dashboard": "new"})
 
 
 def create_app(
-    replica: Replica,
+    replica: Source,
     *,
     tracker: UsageTracker | None = None,
     identify: Identify | None = None,
@@ -65,14 +67,14 @@ def create_app(
     routes = [
         Route("/", home),
         Route("/sso", sso),
-        Route("/reports", reports, methods=["POST"]),
-        Route("/beta", beta),
+        Route("/query", query, methods=["POST"]),
+        Route("/dashboard", dashboard),
     ]
     gate = Middleware(
         EntitlementMiddleware,
         replica=replica,
         identify=identify or header_identity("x-company-key", "id", user_header="x-user-key"),
-        rules=[GateRule.of("/beta", "beta-ui", methods=["GET"])],
+        rules=[GateRule.of("/dashboard", "new-dashboard", methods=["GET"])],
         tracker=tracker,
         upgrade_url=UPGRADE_URL,
         startup_timeout=startup_timeout,

@@ -21,18 +21,18 @@ from syncd.engine.compile import EntitlementSpec, build_entitlements, compile_pl
 from syncd.engine.wire import ENGINE_VERSION_KEY, Company, CompanyMetric, Condition, Flag, Rule, User
 
 NOW = dt.datetime.now(dt.UTC)
-REPORT_LIMIT = 3
+CALL_LIMIT = 3
 
 SPECS = [
     EntitlementSpec("pro_sso", "feat_sso", "sso", "flag_sso", "boolean", value_bool=True, plan_id="pro"),
     EntitlementSpec(
-        "pro_reports",
-        "feat_reports",
-        "reports",
-        "flag_reports",
+        "pro_api_calls",
+        "feat_api_calls",
+        "api-calls",
+        "flag_api_calls",
         "numeric",
-        value_numeric=REPORT_LIMIT,
-        event_subtype="report",
+        value_numeric=CALL_LIMIT,
+        event_subtype="api-call",
         metric_period="all_time",
         plan_id="pro",
     ),
@@ -40,35 +40,35 @@ SPECS = [
 
 
 def flags() -> list[Flag]:
-    beta = Rule(
-        "rule_beta",
+    dashboard = Rule(
+        "rule_dashboard",
         "standard",
         True,
         "beta testers",
-        conditions=[Condition("company", "eq", id="cond_beta", resource_ids=["co_acme"])],
-        flag_id="flag_beta",
+        conditions=[Condition("company", "eq", id="cond_dashboard", resource_ids=["co_acme"])],
+        flag_id="flag_dashboard",
     )
     return [
         Flag("flag_sso", "sso", False, compile_plan_rules(SPECS, "flag_sso", NOW)),
-        Flag("flag_reports", "reports", False, compile_plan_rules(SPECS, "flag_reports", NOW)),
-        Flag("flag_beta", "beta-ui", False, [beta]),
+        Flag("flag_api_calls", "api-calls", False, compile_plan_rules(SPECS, "flag_api_calls", NOW)),
+        Flag("flag_dashboard", "new-dashboard", False, [dashboard]),
     ]
 
 
-def company(cid: str, key: str, plan: str | None, reports_used: int = 0) -> Company:
+def company(cid: str, key: str, plan: str | None, calls_used: int = 0) -> Company:
     co = Company(
         id=cid,
         keys={"id": key},
         base_plan_id=plan,
         plan_ids=[plan] if plan else [],
-        metrics=[CompanyMetric("report", "all_time", "first_of_month", reports_used, company_id=cid)],
+        metrics=[CompanyMetric("api-call", "all_time", "first_of_month", calls_used, company_id=cid)],
     )
     co.entitlements = build_entitlements(SPECS, co, NOW)
     return co
 
 
-def acme(reports_used: int = 1) -> Company:
-    return company("co_acme", "acme", "pro", reports_used)
+def acme(calls_used: int = 1) -> Company:
+    return company("co_acme", "acme", "pro", calls_used)
 
 
 def freebie() -> Company:

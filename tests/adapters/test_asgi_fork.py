@@ -37,7 +37,7 @@ def _child(rep: RedisReplica, tracker: UsageTracker, conn: Connection) -> None:
         first = rep.check(FREE, None, "sso")
         # The inherited copy answers at once (stale until this process's own feed loads).
         conn.send(("first", None if first is None else first.value))
-        tracker.track(FREE, None, "report")  # the parent's buffered event must not be resent here
+        tracker.track(FREE, None, "api-call")  # the parent's buffered event must not be resent here
         ok = rep.wait_ready(5)
         feeds = [t.name for t in threading.enumerate() if t.name == "syncd-replica"]
         conn.send(("ready", ok, rep.reloads, len(feeds)))
@@ -55,7 +55,7 @@ def test_replica_and_tracker_restart_in_a_forked_child(writer: Writer, redis_url
     tracker = UsageTracker(receiver.url, "k", replica=rep, flush_interval=3600, tick=3600)
     try:
         assert rep.wait_ready(5)
-        tracker.track(FREE, None, "report")  # buffered in the parent when the fork happens
+        tracker.track(FREE, None, "api-call")  # buffered in the parent when the fork happens
         parent_end, child_end = multiprocessing.Pipe()
         proc = multiprocessing.get_context("fork").Process(target=_child, args=(rep, tracker, child_end))
         proc.start()
@@ -115,7 +115,7 @@ def test_example_app_under_uvicorn_with_two_workers(writer: Writer, redis_url: s
         pids.clear()
         wait_for(lambda: sso_by_worker() and all(pids.values()), timeout=10, interval=0.02)
         for _ in range(4):
-            response = httpx.post(f"{base}/reports", headers={"x-company-key": "acme"}, timeout=2)
+            response = httpx.post(f"{base}/query", headers={"x-company-key": "acme"}, timeout=2)
             assert response.status_code in (200, 402)
         wait_for(lambda: len(receiver.events) >= 1, timeout=5)
         assert receiver.events[0]["api_key"] == "sk_example"

@@ -25,7 +25,7 @@ from syncd_asgi import (
     jwt_claim_identity,
     requires_feature,
 )
-from tests.adapters.asgi_support import REPORT_LIMIT, Receiver, acme, flags, freebie, wait_for
+from tests.adapters.asgi_support import CALL_LIMIT, Receiver, acme, flags, freebie, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -77,40 +77,40 @@ async def test_free_route_and_boolean_gate() -> None:
 
 async def test_non_billing_flag_refusal_is_403_without_upgrade_hint() -> None:
     async with client(create_app(loaded_replica())) as c:
-        assert (await c.get("/beta", headers=ACME)).json() == {"beta": True}
-        refused = await c.get("/beta", headers=FREE)
+        assert (await c.get("/dashboard", headers=ACME)).json() == {"dashboard": "new"}
+        refused = await c.get("/dashboard", headers=FREE)
         assert refused.status_code == 403
         assert refused.json()["code"] == "feature_disabled"
         assert refused.json()["upgrade_url"] is None
         # The config rule names GET only: other methods are not gated (405 from the router).
-        assert (await c.post("/beta", headers=FREE)).status_code == 405
+        assert (await c.post("/dashboard", headers=FREE)).status_code == 405
 
 
 async def test_metered_route_tracks_successes_and_limit_bites_locally(receiver: Receiver) -> None:
     replica = loaded_replica()
     tracker = UsageTracker(receiver.url, "sk_test", replica=replica, flush_interval=0.05, tick=0.01)
     async with client(create_app(replica, tracker=tracker)) as c:
-        failed = await c.post("/reports?fail=1", headers=ACME)
+        failed = await c.post("/query?fail=1", headers=ACME)
         assert failed.status_code == 500
         # acme has used 1 of 3: two more successes are allowed.
-        for _ in range(REPORT_LIMIT - 1):
-            assert (await c.post("/reports", headers=ACME)).status_code == 200
+        for _ in range(CALL_LIMIT - 1):
+            assert (await c.post("/query", headers=ACME)).status_code == 200
         # The optimistic bump reaches the replica within a tick, before any refresh from syncd.
-        wait_for(lambda: not replica.check({"id": "acme"}, None, "reports").value)  # type: ignore[union-attr]
-        refused = await c.post("/reports", headers=ACME)
+        wait_for(lambda: not replica.check({"id": "acme"}, None, "api-calls").value)  # type: ignore[union-attr]
+        refused = await c.post("/query", headers=ACME)
         assert refused.status_code == 402
         body = refused.json()
         assert body["code"] == "usage_limit_reached"
-        assert (body["usage"], body["allocation"]) == (REPORT_LIMIT, REPORT_LIMIT)
+        assert (body["usage"], body["allocation"]) == (CALL_LIMIT, CALL_LIMIT)
         assert "Matched plan entitlement usage exceeded rule" in body["reason"]
-    wait_for(lambda: len(receiver.events) == REPORT_LIMIT - 1)
+    wait_for(lambda: len(receiver.events) == CALL_LIMIT - 1)
     tracker.close()
     events = receiver.events
-    assert len(events) == REPORT_LIMIT - 1  # the 500 and the refusal did not count
+    assert len(events) == CALL_LIMIT - 1  # the 500 and the refusal did not count
     for event in events:
         assert event["type"] == "track"
         assert event["api_key"] == "sk_test"
-        assert event["body"] == {"event": "report", "quantity": 1, "company": {"id": "acme"}}
+        assert event["body"] == {"event": "api-call", "quantity": 1, "company": {"id": "acme"}}
     assert len({e["idempotency_key"] for e in events}) == len(events)
     assert receiver.headers[0]["X-Schematic-Api-Key"] == "sk_test"
 
@@ -120,7 +120,7 @@ async def test_batches_hold_at_most_100_events_and_survive_a_failing_receiver() 
     tracker = UsageTracker(receiver.url, "sk", flush_interval=3600, tick=3600, attempts=3, backoff=0.01)
     try:
         for _ in range(250):
-            tracker.track({"id": "acme"}, None, "report")
+            tracker.track({"id": "acme"}, None, "api-call")
         tracker.flush()  # 3 attempts at the first chunk, all 503: everything stays buffered
         assert receiver.posts == []
         tracker.flush()
@@ -137,7 +137,7 @@ async def test_fail_closed_and_fail_open_without_data() -> None:
         closed = await c.get("/sso", headers=ACME)
         assert closed.status_code == 503
         assert closed.json()["code"] == "entitlements_unavailable"
-        opened = await c.post("/reports", headers=ACME)  # the reports route is fail-open
+        opened = await c.post("/query", headers=ACME)  # the metered route is fail-open
         assert opened.status_code == 200
         assert opened.headers["syncd-entitlements"] == "unavailable"
 
@@ -170,7 +170,7 @@ class SsoEndpoint(HTTPEndpoint):
     async def get(self, request: Request) -> PlainTextResponse:
         return PlainTextResponse("class")
 
-    @requires_feature("beta-ui")
+    @requires_feature("new-dashboard")
     async def post(self, request: Request) -> PlainTextResponse:
         return PlainTextResponse("method")
 
@@ -197,7 +197,7 @@ async def test_decorated_class_endpoints_mounts_and_path_params() -> None:
         assert (await c.get("/api/items/7?acme")).json() == {"n": 7}
         assert (await c.get("/api/items/7?freebie")).status_code == 402
         assert (await c.get("/api/ep?freebie")).status_code == 402
-        assert (await c.post("/api/ep?freebie")).status_code == 403  # the method's own gate: beta-ui
+        assert (await c.post("/api/ep?freebie")).status_code == 403  # the method's own gate: new-dashboard
         assert (await c.post("/api/ep?acme")).text == "method"
 
 
@@ -247,5 +247,5 @@ def test_metered_gate_without_tracker_is_a_configuration_error() -> None:
         EntitlementMiddleware(
             lambda s, r, se: None,  # type: ignore[arg-type,return-value]
             Replica(),
-            rules=[GateRule.of("/m", "reports", event="report")],
+            rules=[GateRule.of("/m", "api-calls", event="api-call")],
         )._gates()

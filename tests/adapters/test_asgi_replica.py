@@ -50,7 +50,7 @@ def value(rep: RedisReplica, keys: dict[str, str], flag: str) -> bool:
 def test_loads_everything_at_start(replica: RedisReplica) -> None:
     assert value(replica, ACME, "sso") is True
     assert value(replica, FREE, "sso") is False
-    assert value(replica, ACME, "beta-ui") is True
+    assert value(replica, ACME, "new-dashboard") is True
     assert replica.reloads == 1
     assert not replica.stale
 

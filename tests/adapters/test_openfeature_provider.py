@@ -47,13 +47,13 @@ def test_boolean_resolution_with_reason_variant_and_metadata(client: OpenFeature
     assert on.flag_metadata["stale"] is False
     off = client.get_boolean_details("sso", True, EvaluationContext("freebie"))
     assert (off.value, off.reason, off.variant) == (False, Reason.DEFAULT, "off")
-    metered = client.get_boolean_details("reports", False, EvaluationContext("acme"))
+    metered = client.get_boolean_details("api-calls", False, EvaluationContext("acme"))
     assert (metered.flag_metadata["usage"], metered.flag_metadata["allocation"]) == (1, 3)
 
 
 def test_context_attributes_map_to_company_and_user_keys(client: OpenFeatureClient) -> None:
     ctx = EvaluationContext(attributes={"company": {"id": "ACME"}, "user": {"email": "a@example.com"}})
-    details = client.get_boolean_details("beta-ui", False, ctx)
+    details = client.get_boolean_details("new-dashboard", False, ctx)
     assert details.value is True
     assert details.flag_metadata["user_id"] == "u1"
     # No context at all: evaluated without company (rules needing one do not match).
@@ -105,9 +105,9 @@ def test_track_reports_usage_through_the_tracker() -> None:
     tracker = UsageTracker(receiver.url, "sk", flush_interval=3600, tick=3600)
     api.set_provider(SyncdProvider(loaded(), tracker=tracker), "syncd-track")
     try:
-        api.get_client("syncd-track").track("report", EvaluationContext("acme"))
+        api.get_client("syncd-track").track("api-call", EvaluationContext("acme"))
         tracker.flush()
-        assert receiver.events[0]["body"] == {"event": "report", "quantity": 1, "company": {"id": "acme"}}
+        assert receiver.events[0]["body"] == {"event": "api-call", "quantity": 1, "company": {"id": "acme"}}
     finally:
         api.shutdown()
         receiver.close()
