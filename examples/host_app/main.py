@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from syncd_asgi import RedisReplica, UsageTracker
+from syncd_asgi import RedisReplica, UsageTracker, header_identity
 
 from .app import create_app
 
@@ -26,4 +26,5 @@ tracker = UsageTracker(
     _env("SYNCD_EXAMPLE_API_KEY", ""),
     replica=replica,
 )
-app = create_app(replica, tracker=tracker)
+identify = header_identity("x-company-key", _env("SYNCD_EXAMPLE_COMPANY_KEY", "id"), user_header="x-user-key")
+app = create_app(replica, tracker=tracker, identify=identify)
