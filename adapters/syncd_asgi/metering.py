@@ -18,6 +18,7 @@ import datetime as dt
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,17 @@ MAX_EVENTS_PER_REQUEST = 100
 
 class _Retryable(Exception):
     pass
+
+
+# Trackers still open at interpreter exit send what they hold (held weakly: a tracker that is
+# dropped unclosed is not kept alive for this).
+_live: weakref.WeakSet[UsageTracker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for tracker in list(_live):
+        tracker.close()
 
 
 class UsageTracker:
@@ -67,7 +79,7 @@ class UsageTracker:
         #: Events accepted by the receiver / dropped (buffer overflow or refused), this process.
         self.sent = 0
         self.dropped = 0
-        atexit.register(self.close)
+        _live.add(self)
 
     def _init_process(self) -> None:
         # Everything here is per process: a forked child must neither send the parent's

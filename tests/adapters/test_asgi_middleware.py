@@ -133,13 +133,16 @@ async def test_batches_hold_at_most_100_events_and_survive_a_failing_receiver() 
 
 async def test_fail_closed_and_fail_open_without_data() -> None:
     empty = Replica()  # nothing loaded yet in this process
-    async with client(create_app(empty, tracker=UsageTracker("http://127.0.0.1:9", "k"))) as c:
+    tracker = UsageTracker("http://127.0.0.1:9", "k", attempts=1)
+    async with client(create_app(empty, tracker=tracker)) as c:
         closed = await c.get("/sso", headers=ACME)
         assert closed.status_code == 503
         assert closed.json()["code"] == "entitlements_unavailable"
         opened = await c.post("/query", headers=ACME)  # the metered route is fail-open
         assert opened.status_code == 200
         assert opened.headers["syncd-entitlements"] == "unavailable"
+    tracker.close()  # nothing listens there: the event stays undelivered
+    assert tracker.sent == 0
 
 
 async def test_unknown_flag_is_undecided() -> None:
