@@ -6,12 +6,13 @@ Company JSON, ``{prefix}user:{v}:{id}`` -> User JSON (plus ``...:{key}:{value}``
 which we rebuild from each entity's own keys instead of reading).
 
 Changes: every message increments ``{prefix}syncd:seq`` and is appended to the stream
-``{prefix}syncd:changes`` with fields ``seq``, ``type`` (company, company_deleted, user, flags,
-resync) and ``id``. One background thread per process loads everything (SCAN + MGET), then
-follows the stream with a blocking XREAD from the last entry seen. A hole in ``seq`` (a message
-trimmed away or lost), a counter that went backwards (Redis was reset) or an explicit resync
-triggers a full reload. When Redis is unreachable the last-known state keeps answering, marked
-stale, while the thread reconnects with capped exponential backoff and catches up.
+``{prefix}syncd:changes`` with fields ``seq``, ``type`` (company, company_deleted, user,
+user_deleted, flags, resync) and ``id``. One background thread per process loads everything
+(SCAN + MGET), then follows the stream with a blocking XREAD from the last entry seen. A hole
+in ``seq`` (a message trimmed away or lost), a counter that went backwards (Redis was reset) or
+an explicit resync triggers a full reload. When Redis is unreachable the last-known state keeps
+answering, marked stale, while the thread reconnects with capped exponential backoff and
+catches up.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ class RedisReplica(Replica):
         socket_timeout: float = 2.0,
     ) -> None:
         super().__init__()
-        self.url, self.prefix = url, prefix
+        # "schematic" and "schematic:" name the same layout (keys are joined with a colon).
+        self.url, self.prefix = url, prefix.rstrip(":") + ":"
+        prefix = self.prefix
         self._version = version
         self._block_ms = int(block_seconds * 1000)
         self._retry = (retry_min, retry_max)
@@ -223,8 +226,8 @@ class RedisReplica(Replica):
             elif kind == "company_deleted" and ident:
                 companies.pop(ident, None)
                 deleted.append(ident)
-            elif kind == "user" and ident:
-                users[ident] = None
+            elif kind in ("user", "user_deleted") and ident:
+                users[ident] = None  # re-read: a deleted user's document is gone
             elif kind == "flags":
                 flags = True
             self._last_id, self._last_seq = entry_id, max(self._last_seq, seq)

@@ -122,6 +122,10 @@ class Writer:
             self.r.set(f"{self.p}user:{self.v}:{k.lower()}:{val.lower()}", u.id)
         self.publish("user", u.id)
 
+    def delete_user(self, u: User) -> None:
+        self.r.delete(f"{self.p}user:{self.v}:{u.id}")
+        self.publish("user_deleted", u.id)
+
     def seed(self) -> None:
         self.put_flags(flags(), announce=False)
         self.put_company(acme(), announce=False)

@@ -47,12 +47,19 @@ def value(rep: RedisReplica, keys: dict[str, str], flag: str) -> bool:
     return result.value
 
 
-def test_loads_everything_at_start(replica: RedisReplica) -> None:
+def test_loads_everything_at_start(replica: RedisReplica, writer: Writer, redis_url: str) -> None:
     assert value(replica, ACME, "sso") is True
     assert value(replica, FREE, "sso") is False
     assert value(replica, ACME, "new-dashboard") is True
     assert replica.reloads == 1
     assert not replica.stale
+    # The prefix may be given with or without its trailing colon (syncd's config has none).
+    bare = RedisReplica(redis_url, prefix=writer.p.rstrip(":"))
+    try:
+        assert bare.wait_ready(5)
+        assert value(bare, ACME, "sso") is True
+    finally:
+        bare.close()
 
 
 def test_follows_company_user_flag_and_delete_changes(writer: Writer, replica: RedisReplica) -> None:
@@ -65,6 +72,8 @@ def test_follows_company_user_flag_and_delete_changes(writer: Writer, replica: R
     wait_for(lambda: replica.company("co_acme") is None and not value(replica, ACME, "sso"), timeout=2)
     writer.put_user(user("u1", "a@example.com"))
     wait_for(lambda: replica.check(None, {"email": "A@example.com"}, "sso").user_id == "u1", timeout=2)  # type: ignore[union-attr]
+    writer.delete_user(user("u1", "a@example.com"))
+    wait_for(lambda: replica.check(None, {"email": "a@example.com"}, "sso").user_id is None, timeout=2)  # type: ignore[union-attr]
     # Flags: sso turned on for everyone by a global override.
     sso = flags()[0]
     override = dataclasses.replace(sso.rules[0], id="rule_all", rule_type="global_override", conditions=[])
