@@ -159,3 +159,44 @@ def test_redis_reset_is_detected(writer: Writer, replica: RedisReplica, redis_ur
     assert replica.company("co_acme") is None
     assert replica.reloads == 2
     again.cleanup()
+
+
+def test_redis_down_at_start_fails_closed_then_loads_when_it_comes_up(writer: Writer, redis_url: str) -> None:
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    proxy = TcpProxy((host, int(port)))
+    proxy.start()
+    proxy.stop()  # the port is known, nothing listens
+    rep = RedisReplica(proxy.url, prefix=writer.p, block_seconds=0.2, socket_timeout=0.5)
+    try:
+        assert not rep.wait_ready(0.3)
+        assert rep.check(ACME, None, "sso") is None  # no decision possible: the route's fail mode applies
+        assert not rep.stale  # nothing known yet, so nothing stale either
+        proxy.start()
+        wait_for(lambda: rep.ready, timeout=5)
+        assert value(rep, ACME, "sso") is True
+    finally:
+        rep.close()
+        proxy.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_lifespan_waits_for_the_first_load_and_shutdown_closes(writer: Writer, redis_url: str) -> None:
+    rep = RedisReplica(redis_url, prefix=writer.p, block_seconds=0.2)
+    app = create_app(rep)
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, object]] = []
+    ready_at_startup: list[bool] = []
+
+    async def receive() -> dict[str, object]:
+        if len(incoming) == 1:  # startup has been handled by now
+            ready_at_startup.append(rep.ready)
+        return incoming.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert ready_at_startup == [True]
+    assert rep._thread is None  # the feed was stopped at shutdown
