@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.types import Message
 
 from examples.host_app.app import create_app
 from syncd_asgi import RedisReplica
@@ -184,16 +185,16 @@ def test_redis_down_at_start_fails_closed_then_loads_when_it_comes_up(writer: Wr
 async def test_lifespan_waits_for_the_first_load_and_shutdown_closes(writer: Writer, redis_url: str) -> None:
     rep = RedisReplica(redis_url, prefix=writer.p, block_seconds=0.2)
     app = create_app(rep)
-    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-    sent: list[dict[str, object]] = []
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
     ready_at_startup: list[bool] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         if len(incoming) == 1:  # startup has been handled by now
             ready_at_startup.append(rep.ready)
         return incoming.pop(0)
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
