@@ -165,11 +165,14 @@ class RedisReplica(Replica):
         flags = self._load_flags(client, v)
         companies = [Company.from_wire(d) for d in self._values(client, cbase + "*", cbase)]
         users = [User.from_wire(d) for d in self._values(client, ubase + "*", ubase)]
-        self.load(flags, companies, users)
+        # Log before ``load`` announces readiness: a process that forks as soon as the data is
+        # ready must not fork while this thread holds the log's write lock (the child would
+        # inherit it locked and its own feed would hang on its first log line).
+        log.info("replica_loaded", flags=len(flags), companies=len(companies), users=len(users), seq=last_seq)
         self._last_id, self._last_seq, self._suspect_seq = last_id, last_seq, None
         self.reloads += 1
         self.stale = False
-        log.info("replica_loaded", flags=len(flags), companies=len(companies), users=len(users), seq=last_seq)
+        self.load(flags, companies, users)
 
     def _resume(self, client: redis.Redis) -> None:
         """Reconnected: carry on from the last entry unless Redis lost what we had seen."""
