@@ -88,6 +88,15 @@ def _lookup(index: Mapping[tuple[str, str], str], keys: Keys) -> str | None:
     return found
 
 
+def _drop_stale(
+    index: dict[tuple[str, str], str], old: list[tuple[str, str]], new: list[tuple[str, str]], entity_id: str
+) -> None:
+    """Remove the lookups an entity no longer has (unless another entity took them since)."""
+    for pair in old:
+        if pair not in new and index.get(pair) == entity_id:
+            del index[pair]
+
+
 @dataclass(slots=True)
 class State:
     """One consistent copy of the data; replaced wholesale on a full reload."""
@@ -115,10 +124,15 @@ class State:
         )
 
     def put_company(self, company: Company) -> None:
-        self.remove_company(company.id)
+        # Replace in place (never remove first): a concurrent reader sees the old or the new
+        # company, not a moment without it.
+        old = self.evaluator.company(company.id)
+        pairs = _index_keys(company.keys)
         self.evaluator.update_company(company)
-        for pair in _index_keys(company.keys):
+        for pair in pairs:
             self.company_ids[pair] = company.id
+        if old is not None:
+            _drop_stale(self.company_ids, _index_keys(old.keys), pairs, company.id)
 
     def remove_company(self, company_id: str) -> None:
         old = self.evaluator.company(company_id)
@@ -130,10 +144,13 @@ class State:
         self.evaluator.invalidate(company_id)
 
     def put_user(self, user: User) -> None:
-        self.remove_user(user.id)
+        old = self.users.get(user.id)
+        pairs = _index_keys(user.keys)
         self.users[user.id] = user
-        for pair in _index_keys(user.keys):
+        for pair in pairs:
             self.user_ids[pair] = user.id
+        if old is not None:
+            _drop_stale(self.user_ids, _index_keys(old.keys), pairs, user.id)
 
     def remove_user(self, user_id: str) -> None:
         old = self.users.pop(user_id, None)

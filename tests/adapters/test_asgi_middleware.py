@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -252,3 +253,21 @@ def test_metered_gate_without_tracker_is_a_configuration_error() -> None:
             Replica(),
             rules=[GateRule.of("/m", "api-calls", event="api-call")],
         )._gates()
+
+
+def test_updates_never_show_a_moment_without_the_company() -> None:
+    replica = loaded_replica()
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        while not stop.is_set():
+            replica.put_company(acme())
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        answers = {replica.check({"id": "acme"}, None, "sso").value for _ in range(20_000)}  # type: ignore[union-attr]
+    finally:
+        stop.set()
+        writer.join()
+    assert answers == {True}
