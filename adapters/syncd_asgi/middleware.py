@@ -113,7 +113,12 @@ class EntitlementMiddleware:
         if ident is not None:
             company, user = ident.company, ident.user
         replica = self.replica
-        result = replica.check(company, user, gate.feature)
+        try:
+            result = replica.check(company, user, gate.feature)
+        except Exception:
+            # A broken source (or engine bug) is "no decision possible", not a 500 for every route.
+            log.exception("entitlement_check_failed", feature=gate.feature)
+            result = None
         if result is None or result.err is not None:
             await self._undecided(gate, result, scope, receive, send)
             return

@@ -146,6 +146,21 @@ async def test_fail_closed_and_fail_open_without_data() -> None:
     assert tracker.sent == 0
 
 
+async def test_a_failing_source_is_undecided() -> None:
+    replica = loaded_replica()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    replica.check = broken  # type: ignore[assignment,method-assign]
+    tracker = UsageTracker("http://127.0.0.1:9", "k", attempts=1)
+    async with client(create_app(replica, tracker=tracker)) as c:
+        assert (await c.get("/sso", headers=ACME)).status_code == 503  # fail-closed route
+        opened = await c.post("/query", headers=ACME)  # fail-open route
+        assert (opened.status_code, opened.headers["syncd-entitlements"]) == (200, "unavailable")
+    tracker.close()
+
+
 async def test_unknown_flag_is_undecided() -> None:
     replica = loaded_replica()
     app = Starlette(
