@@ -58,7 +58,8 @@ def requires_feature(
 
 @dataclass(frozen=True, slots=True)
 class GateRule:
-    """A gate by configuration: a path template (Starlette syntax) and optional methods."""
+    """A gate by configuration: a path template (Starlette syntax, matched against the whole
+    request path) and optional methods (GET implies HEAD)."""
 
     path: str
     gate: Gate
@@ -75,8 +76,10 @@ class GateRule:
         quantity: int = 1,
         fail: FailMode = "closed",
     ) -> GateRule:
-        upper = None if methods is None else frozenset(m.upper() for m in methods)
-        return cls(path, Gate(feature, event, quantity, fail), upper)
+        upper = None if methods is None else {m.upper() for m in methods}
+        if upper is not None and "GET" in upper:
+            upper.add("HEAD")  # servers answer HEAD with the GET handler: gate it the same way
+        return cls(path, Gate(feature, event, quantity, fail), None if upper is None else frozenset(upper))
 
 
 def _endpoint_gate(endpoint: Any, method: str) -> Gate | None:

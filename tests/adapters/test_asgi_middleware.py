@@ -83,7 +83,8 @@ async def test_non_billing_flag_refusal_is_403_without_upgrade_hint() -> None:
         assert refused.status_code == 403
         assert refused.json()["code"] == "feature_disabled"
         assert refused.json()["upgrade_url"] is None
-        # The config rule names GET only: other methods are not gated (405 from the router).
+        # The config rule names GET (so HEAD too): other methods are not gated (405 from the router).
+        assert (await c.head("/dashboard", headers=FREE)).status_code == 403
         assert (await c.post("/dashboard", headers=FREE)).status_code == 405
 
 
