@@ -7,16 +7,17 @@ hand it wire objects directly.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncd.catalog.schema import COMPARABLE_TYPES
+from syncd import state
 from syncd.engine import wire
 from syncd.models import Company, TraitDefinition, User, UserKey, UserTrait
+from syncd.state.catalog_view import load_catalog_view, wire_trait
+from syncd.state.loader import load_companies
 
 PAGE = 500  # entities loaded and written per round trip during full writes
 
@@ -38,8 +39,6 @@ class DatabaseSource:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # syncd.state is the engine's loader (plans, overrides, metrics compiled to rules).
-        self._state: Any = importlib.import_module("syncd.state")
 
     @staticmethod
     def _now() -> dt.datetime:
@@ -47,16 +46,20 @@ class DatabaseSource:
 
     def flags(self) -> list[wire.Flag]:
         with Session(self.engine) as session:
-            return list(self._state.load_flags(session, self._now()))
+            return state.load_flags(session, self._now())
 
     def companies(self, ids: Sequence[str]) -> dict[str, wire.Company]:
         with Session(self.engine) as session:
-            return dict(self._state.load_companies(session, list(ids), self._now()))
+            return state.load_companies(session, list(ids), self._now())
 
     def company_pages(self) -> Iterator[list[wire.Company]]:
+        now = self._now()
+        with Session(self.engine) as session:
+            view = load_catalog_view(session, now)  # once per pass, not per page
         for ids in self._id_pages(Company):
-            loaded = self.companies(ids)
-            yield [loaded[i] for i in ids if i in loaded]
+            with Session(self.engine) as session:
+                loaded = load_companies(session, view, ids, now)
+            yield [loaded[i].company for i in ids if i in loaded]
 
     def users(self, ids: Sequence[str]) -> dict[str, wire.User]:
         if not ids:
@@ -72,7 +75,7 @@ class DatabaseSource:
                 .where(col(UserTrait.user_id).in_(found))
             ).all()
             for trait, definition in traits:
-                users[trait.user_id].traits.append(wire.Trait(trait.value, _wire_trait(definition)))
+                users[trait.user_id].traits.append(wire.Trait(trait.value, wire_trait(definition)))
         return users
 
     def user_pages(self) -> Iterator[list[wire.User]]:
@@ -94,7 +97,3 @@ class DatabaseSource:
                 return
             yield ids
             after = ids[-1]
-
-
-def _wire_trait(defn: TraitDefinition) -> wire.TraitDefinition:
-    return wire.TraitDefinition(defn.id, COMPARABLE_TYPES.get(defn.trait_type, "string"), defn.entity_type)
