@@ -49,6 +49,12 @@ class MemorySource:
         for start in range(0, len(items), 500):
             yield items[start : start + 500]
 
+    def catalog_changed(self) -> None:
+        pass
+
+    def next_boundary(self, company_id: str) -> float | None:
+        return None
+
     def users(self, ids: Sequence[str]) -> dict[str, wire.User]:
         return {}
 

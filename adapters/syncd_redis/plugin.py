@@ -7,7 +7,8 @@ Options, in ``[plugins.redis]``: ``key_prefix`` (default ``[redis] key_prefix``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +16,12 @@ import redis
 import structlog
 
 from syncd.config import Settings
+from syncd.engine import wire
 from syncd.exceptions import StartupError
 from syncd.hookspecs import Change, hookimpl
-from syncd.services.changes import ENTITLEMENTS_CHANGED
+from syncd.services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED
 
+from .boundaries import BoundaryTimer
 from .source import DatabaseSource, StateSource
 from .writer import KeyLayout, RedisWriter
 
@@ -33,6 +36,7 @@ class Plan:
     """What a batch of changes asks for: the sum of its rows, each entity written once."""
 
     everything: bool = False
+    flags: bool = False  # plans or entitlements changed: compiled plan rules live in the flags
     companies: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
 
@@ -42,6 +46,8 @@ class Plan:
         for change in changes:
             if change.topic == ENTITLEMENTS_CHANGED and change.company_id is None:
                 plan.everything = True
+            elif change.topic == CATALOG_CHANGED:
+                plan.flags = True
             elif change.company_id is not None:  # state is written whole: any company event refreshes it
                 plan.companies.add(change.company_id)
             user_id = change.payload.get("user_id")
@@ -68,6 +74,9 @@ class RedisAdapter:
         self._client: redis.Redis | None = None
         self._writer: RedisWriter | None = None
         self._source: StateSource | None = None
+        self._timer: BoundaryTimer | None = None
+        # One load-and-write at a time: a slower, older load never overwrites a newer write.
+        self._lock = threading.Lock()
 
     @property
     def writer(self) -> RedisWriter:
@@ -89,16 +98,25 @@ class RedisAdapter:
             self._client, self.layout, ttl_s=self.ttl_s, stream_maxlen=self.stream_maxlen
         )
         self._source = self._source_factory(daemon) if self._source_factory else DatabaseSource(daemon.engine)
+        self._timer = BoundaryTimer(self.rewrite_companies)
+        self._timer.start()
 
     @hookimpl
     def syncd_shutdown(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
         if self._client is not None:
             self._client.close()
-        self._client = self._writer = self._source = None
+        self._client = self._writer = self._source = self._timer = None
 
     @hookimpl
     def syncd_resync(self) -> None:
-        stats = self.writer.resync(self.source.flags(), self.source.company_pages(), self.source.user_pages())
+        with self._lock:
+            source = self.source
+            source.catalog_changed()
+            stats = self.writer.resync(
+                source.flags(), self._scheduled(source.company_pages()), source.user_pages()
+            )
         log.info(
             "redis_resynced",
             flags=stats.flags,
@@ -109,15 +127,33 @@ class RedisAdapter:
 
     @hookimpl
     def syncd_publish(self, changes: Sequence[Change]) -> None:
-        self.apply(Plan.of(changes))
+        with self._lock:
+            self.apply(Plan.of(changes))
+
+    def rewrite_companies(self, ids: Sequence[str]) -> None:
+        """Write these companies' current state (the boundary timer's callback)."""
+        with self._lock:
+            self.apply(Plan(companies=set(ids)))
+
+    def _scheduled(self, pages: Iterable[list[wire.Company]]) -> Iterator[list[wire.Company]]:
+        for page in pages:
+            yield page
+            self._schedule([c.id for c in page])
+
+    def _schedule(self, ids: Iterable[str]) -> None:
+        if self._timer is not None:
+            at = [(cid, self.source.next_boundary(cid)) for cid in ids]
+            self._timer.schedule((cid, ts) for cid, ts in at if ts is not None)
 
     def apply(self, plan: Plan) -> None:
         writer, source = self.writer, self.source
         seen: set[str] = set()
-        if plan.everything:
-            # A flag, feature or plan changed: every flag and every company may read differently.
+        if plan.everything or plan.flags:
+            source.catalog_changed()
             writer.put_flags(source.flags())
-            for page in source.company_pages():
+        if plan.everything:
+            # A flag or feature changed: every company may read differently.
+            for page in self._scheduled(source.company_pages()):
                 writer.put_companies(page, notify=False)
                 seen.update(c.id for c in page)
             writer.announce("resync")
@@ -126,6 +162,7 @@ class RedisAdapter:
             loaded = source.companies(pending)
             writer.put_companies([loaded[i] for i in pending if i in loaded])
             writer.delete_companies([i for i in pending if i not in loaded])
+            self._schedule(loaded)
         if plan.users:
             ids = sorted(plan.users)
             users = source.users(ids)

@@ -7,19 +7,21 @@ hand it wire objects directly.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncd import state
 from syncd.engine import wire
 from syncd.models import Company, TraitDefinition, User, UserKey, UserTrait
-from syncd.state.catalog_view import load_catalog_view, wire_trait
-from syncd.state.loader import load_companies
+from syncd.state.catalog_view import CatalogView, load_catalog_view, wire_trait
+from syncd.state.loader import LoadedCompany, load_companies
 
 PAGE = 500  # entities loaded and written per round trip during full writes
+VIEW_MAX_AGE_S = 60.0  # the catalog view is reloaded on catalog changes, and at least this often
 
 
 class StateSource(Protocol):
@@ -33,33 +35,69 @@ class StateSource(Protocol):
 
     def user_pages(self) -> Iterator[list[wire.User]]: ...
 
+    def catalog_changed(self) -> None:
+        """Plans, entitlements or flags changed: forget any cached catalog."""
+
+    def next_boundary(self, company_id: str) -> float | None:
+        """When the company's state, as last loaded, stops being valid (epoch seconds), if ever."""
+
 
 class DatabaseSource:
-    """Current state read from the database at call time (each call is one snapshot)."""
+    """Current state read from the database at call time.
+
+    The catalog view (flags with compiled plan rules, plan specs, traits) is shared by every
+    company load and reloaded on ``catalog_changed`` or when older than a minute; companies
+    are always read fresh. Loads remember each company's next time boundary (trial end,
+    override expiry, credit grant expiry...) for the adapter's boundary timer.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._lock = threading.Lock()
+        self._view: tuple[float, CatalogView] | None = None
+        self._boundaries: dict[str, float] = {}
 
     @staticmethod
     def _now() -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    def _catalog(self, session: Session, now: dt.datetime) -> CatalogView:
+        with self._lock:
+            if self._view is None or time.monotonic() - self._view[0] > VIEW_MAX_AGE_S:
+                self._view = (time.monotonic(), load_catalog_view(session, now))
+            return self._view[1]
+
+    def catalog_changed(self) -> None:
+        with self._lock:
+            self._view = None
+
+    def next_boundary(self, company_id: str) -> float | None:
+        return self._boundaries.get(company_id)
+
     def flags(self) -> list[wire.Flag]:
+        self.catalog_changed()  # flags are read when the catalog changed: read it fresh
         with Session(self.engine) as session:
-            return state.load_flags(session, self._now())
+            return list(self._catalog(session, self._now()).flags)
 
     def companies(self, ids: Sequence[str]) -> dict[str, wire.Company]:
-        with Session(self.engine) as session:
-            return state.load_companies(session, list(ids), self._now())
-
-    def company_pages(self) -> Iterator[list[wire.Company]]:
         now = self._now()
         with Session(self.engine) as session:
-            view = load_catalog_view(session, now)  # once per pass, not per page
+            loaded = load_companies(session, self._catalog(session, now), list(ids), now)
+        for cid in ids:
+            self._remember(cid, loaded.get(cid), now)
+        return {cid: item.company for cid, item in loaded.items()}
+
+    def _remember(self, company_id: str, item: LoadedCompany | None, now: dt.datetime) -> None:
+        upcoming = [b.timestamp() for b in item.boundaries if b > now] if item is not None else []
+        if upcoming:
+            self._boundaries[company_id] = min(upcoming)
+        else:
+            self._boundaries.pop(company_id, None)
+
+    def company_pages(self) -> Iterator[list[wire.Company]]:
         for ids in self._id_pages(Company):
-            with Session(self.engine) as session:
-                loaded = load_companies(session, view, ids, now)
-            yield [loaded[i].company for i in ids if i in loaded]
+            loaded = self.companies(ids)
+            yield [loaded[i] for i in ids if i in loaded]
 
     def users(self, ids: Sequence[str]) -> dict[str, wire.User]:
         if not ids:

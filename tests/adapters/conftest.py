@@ -21,6 +21,8 @@ class FakeSource:
         self.flag_list: list[wire.Flag] = []
         self.company_map: dict[str, wire.Company] = {}
         self.user_map: dict[str, wire.User] = {}
+        self.boundary_map: dict[str, float] = {}
+        self.catalog_reloads = 0
 
     def flags(self) -> list[wire.Flag]:
         return list(self.flag_list)
@@ -32,6 +34,12 @@ class FakeSource:
         items = [self.company_map[k] for k in sorted(self.company_map)]
         for start in range(0, len(items), 2):
             yield items[start : start + 2]
+
+    def catalog_changed(self) -> None:
+        self.catalog_reloads += 1
+
+    def next_boundary(self, company_id: str) -> float | None:
+        return self.boundary_map.get(company_id)
 
     def users(self, ids: Sequence[str]) -> dict[str, wire.User]:
         return {i: self.user_map[i] for i in ids if i in self.user_map}

@@ -148,3 +148,33 @@ def test_sequence_is_gap_free_and_identical_on_stream_and_pubsub(
     assert [m["type"] for m in logged] == [
         "resync", "company", "company", "company", "flags", "resync", "company_deleted",
     ]  # fmt: skip
+
+
+def test_catalog_change_rewrites_flags_only(
+    adapter: RedisAdapter, source: FakeSource, rclient: redis.Redis, prefix: str
+) -> None:
+    source.flag_list = [flag("a")]
+    source.company_map = {"comp_a": company("comp_a", n="1")}
+    adapter.syncd_publish(changes(None))
+    source.flag_list = [flag("a", default=True)]
+    source.company_map["comp_a"] = company("comp_a", n="changed")
+    adapter.syncd_publish(changes(None, topic="catalog.changed"))
+    assert json.loads(rclient.get(f"{prefix}:flags:{V}:a") or "")["default_value"] is True
+    assert rclient.exists(f"{prefix}:company:{V}:n:changed") == 0  # companies come with their own rows
+    assert [m["type"] for m in stream(rclient, prefix)][-1] == "flags"
+
+
+def test_company_is_rewritten_when_time_crosses_its_boundary(
+    adapter: RedisAdapter, source: FakeSource, rclient: redis.Redis, prefix: str
+) -> None:
+    source.company_map = {"comp_trial": company("comp_trial", plan="trial")}
+    source.boundary_map = {"comp_trial": time.time() + 0.3}  # e.g. the trial ends
+    adapter.syncd_publish(changes("comp_trial"))
+    source.company_map = {"comp_trial": company("comp_trial", plan="free")}
+    source.boundary_map = {}
+    deadline = time.monotonic() + 5
+    while rclient.get(f"{prefix}:company:{V}:plan:free") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rclient.get(f"{prefix}:company:{V}:plan:free") == '"comp_trial"'
+    assert rclient.get(f"{prefix}:company:{V}:plan:trial") is None
+    assert [m["type"] for m in stream(rclient, prefix)] == ["company", "company"]
