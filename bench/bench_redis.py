@@ -3,10 +3,12 @@
     python bench/bench_redis.py [--redis redis://127.0.0.1:6379/0] [--n 2000]
 
 Prints p50/p99 for (a) the adapter's publish hook for one ``entitlements.changed`` row, with
-the company's computed state already in memory (the Redis side: read the old document,
-then one MULTI/EXEC with stale-lookup cleanup, document, lookups and the numbered change
-message), and (b) a full resync of 1,000 companies. The company is the realistic one from
-bench/_common.py (base plan, add-ons, override, 20 flags). Keys use a throwaway prefix that
+the company's computed state already in memory (the Redis side: serialise, then one script
+call that drops stale lookups and writes the document, lookups and the numbered change
+message), (b) the same hook reading the company from a SQLite database with the demo catalog
+through ``syncd.state`` (what the daemon does), and (c) a full resync of 1,000 companies. The
+company in (a) and (c) is the realistic one from bench/_common.py (base plan, add-ons,
+override, 20 flags). Keys use a throwaway prefix that
 is deleted afterwards. Numbers only: nothing here asserts a timing.
 """
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "adapters"))
 
 import redis
 
-from bench._common import build_catalog, build_company, percentiles, time_each
+from bench._common import NOW, build_catalog, build_company, percentiles, time_each
 from syncd.daemon import Daemon
 from syncd.engine import wire
 from syncd.hookspecs import Change
@@ -95,6 +97,7 @@ def main() -> None:
         print(
             f"full resync, {len(companies)} companies + {len(catalog.flags)} flags: {resync_s * 1000:.0f} ms"
         )
+        with_database(args.redis, prefix, max(args.n // 10, 50))
     finally:
         client = redis.Redis.from_url(args.redis)
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
@@ -102,6 +105,40 @@ def main() -> None:
             client.delete(*keys)
         client.close()
         adapter.syncd_shutdown()
+
+
+def with_database(redis_url: str, prefix: str, n: int) -> None:
+    """The publish hook as the daemon runs it: load the company from SQLite, then write it."""
+    import tempfile
+
+    from pydantic import SecretStr
+
+    from syncd.config import CatalogSettings, DatabaseSettings, Settings
+    from syncd.db import session_scope
+    from syncd.services.companies import upsert_company
+    from syncd_redis.source import DatabaseSource
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database=DatabaseSettings(url=SecretStr(f"sqlite:///{tmp}/bench.db")),
+            catalog=CatalogSettings(path=str(root / "config" / "catalog.toml")),
+        )
+        daemon = Daemon(settings)
+        daemon.prepare()
+        with session_scope(daemon.engine) as session:
+            row, _ = upsert_company(session, keys={"account": "acme"}, name="Acme", traits={"beta": True})
+        adapter = RedisAdapter(redis_url, key_prefix=prefix, source=lambda _d: DatabaseSource(daemon.engine))
+        adapter.syncd_startup(daemon)
+        try:
+            change = [Change(seq=1, topic="entitlements.changed", company_id=row.id, created_at=NOW)]
+            time_each(lambda: adapter.syncd_publish(change), 10)
+            p50, p99 = percentiles(time_each(lambda: adapter.syncd_publish(change), n))
+            print(f"publish one company change incl. loading it from SQLite (n={n}): p50 {p50 / 1000:.3f} ms,"
+                  f" p99 {p99 / 1000:.3f} ms")  # fmt: skip
+        finally:
+            adapter.syncd_shutdown()
+            daemon.close()
 
 
 if __name__ == "__main__":
