@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -185,13 +186,16 @@ class PublishPump:
             delay = adapter.wait(state)
             adapter.retry_at = time.monotonic() + delay
             self.daemon.metrics.delivery_failures.labels(adapter.name).inc()
+            # The traceback once per outage, as plain text: a rich traceback with locals of a
+            # network client costs seconds to render on a console.
+            trace = "".join(traceback.format_exception(exc)) if adapter.failures == 1 else None
             log.warning(
                 "adapter_failed",
                 hook=what,
                 error=f"{type(exc).__name__}: {exc}",
                 failures=adapter.failures,
                 retry_in_s=round(delay, 3),
-                exc_info=adapter.failures == 1,  # the traceback once, not on every retry
+                traceback=trace,
             )
             return False
         if adapter.failures:

@@ -234,9 +234,9 @@ def test_batches_are_bounded_ordered_and_carry_events(make_daemon: Any) -> None:
     assert rec.batches == [[1, 2], [3, 4], [5]]
 
 
-def test_restart_resumes_from_the_cursor_with_nothing_lost(make_daemon: Any, sqlite_url: str) -> None:
+def test_restart_resumes_from_the_cursor_with_nothing_lost(make_daemon: Any, database_url: str) -> None:
     first, failing = Recorder(), Failing(failures=100)
-    daemon = make_daemon({"rec": first, "flaky": failing})
+    daemon = make_daemon({"rec": first, "flaky": failing}, url=database_url)
     change(daemon, "comp_a")
     change(daemon, "comp_b")
     pump(daemon).run_all()
@@ -244,10 +244,10 @@ def test_restart_resumes_from_the_cursor_with_nothing_lost(make_daemon: Any, sql
     daemon.close()
     assert first.stopped
     # Changes made while no daemon runs are published after the restart, to both adapters.
-    writer = make_daemon({})
+    writer = make_daemon({}, url=database_url)
     change(writer, "comp_c")
     second, recovered = Recorder(), Recorder()
-    restarted = make_daemon({"rec": second, "flaky": recovered})
+    restarted = make_daemon({"rec": second, "flaky": recovered}, url=database_url)
     pump(restarted).run_all()
     assert second.seqs == [3]
     assert recovered.seqs == [1, 2, 3]
