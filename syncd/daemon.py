@@ -158,6 +158,9 @@ class Daemon:
                 try:
                     self.store.follow()
                     self.store.refresh_expired()
+                    # After a bulk load, build snapshots in chunks, still following between them.
+                    while self.store.warm() and not self._stop_following.is_set():
+                        self.store.follow()
                 except Exception:  # keep following: the next tick retries from the same cursor
                     log.exception("store_follow_failed")
 
