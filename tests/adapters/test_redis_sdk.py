@@ -37,6 +37,7 @@ from syncd.services.companies import delete_company, upsert_company
 from syncd.services.company_plans import update_company_plans
 from syncd.services.inputs import EntitlementValue
 from syncd.services.overrides import create_company_override
+from syncd.services.users import upsert_user
 
 from ..conftest import free_port
 
@@ -135,16 +136,21 @@ def _url(run: Running) -> str:
     return run.daemon.settings.redis.url.get_secret_value()
 
 
+USER = {"email": "Ann@Acme.example"}  # a member of the first company
+
+
 async def assert_same_as_syncd(
     sdk: AsyncSchematic, run: Running, companies: Sequence[dict[str, str]]
 ) -> None:
-    for keys in companies:
+    for i, keys in enumerate(companies):
+        user = USER if i == 0 else None
         for flag in FLAGS:
-            theirs = await sdk.check_flag_with_entitlement(flag, company=keys)
-            ours = run.daemon.store.check(keys, None, flag)
+            theirs = await sdk.check_flag_with_entitlement(flag, company=keys, user=user)
+            ours = run.daemon.store.check(keys, user, flag)
             assert not theirs.reason.lower().startswith("error"), (flag, theirs.reason)
             assert (flag, theirs.value) == (flag, ours.value), (keys, theirs.reason, ours.reason)
-            assert theirs.company_id == ours.company_id
+            assert (theirs.company_id, theirs.user_id) == (ours.company_id, ours.user_id)
+    assert run.daemon.store.check(companies[0], USER, FLAGS[0]).user_id is not None
 
 
 def _ids(run: Running, model: type[Plan] | type[Feature], key: str) -> str:
@@ -169,6 +175,7 @@ async def _scenario(run: Running) -> None:
     enterprise, sso = _ids(run, Plan, "enterprise"), _ids(run, Feature, "sso")
     with session_scope(run.daemon.engine) as session:
         upsert_company(session, keys=companies[0], name="Acme", traits={"beta": True})
+        upsert_user(session, keys=USER, name="Ann", company=companies[0])
         globex, _ = upsert_company(session, keys=companies[1], name="Globex")
         initech, _ = upsert_company(session, keys=companies[2], name="Initech")
     with session_scope(run.daemon.engine) as session:
