@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,9 @@ from .apikeys import KeyVerifier
 from .config import Settings
 from .db import check_connection, make_engine
 from .exceptions import StartupError
+from .leadership import Leadership, lock_sqlite_database, startup_lock
 from .metrics import Metrics
-from .models import InboxEvent, OutboxMessage
+from .models import InboxEvent, OutboxMessage, utcnow
 from .stripe_emulator import BackgroundServer, EmulatorConfig
 
 log = structlog.get_logger(__name__)
@@ -57,16 +59,26 @@ class Daemon:
         self.stripe_api_key = settings.stripe.api_key.get_secret_value() if settings.stripe.api_key else None
         secret = settings.stripe.webhook_secret.get_secret_value() if settings.stripe.webhook_secret else ""
         self.webhook_secrets = [s.strip() for s in secret.split(",") if s.strip()]
+        from .scheduler import build_scheduler
+
+        self.scheduler = build_scheduler(settings)
+        self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
+        self._instance_lock: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def prepare(self, *, migrate_db: bool = True) -> None:
         """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
+        if self._instance_lock is None:  # SQLite: one daemon per database file
+            self._instance_lock = lock_sqlite_database(self.settings.database_url)
         check_connection(self.engine)
-        if migrate_db:
-            migrate.upgrade(self.engine)
-        elif not migrate.is_at_head(self.engine):
-            raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
-        self._apply_catalog()
+        with startup_lock(self.engine):  # replicas starting together migrate one at a time
+            if migrate_db:
+                migrate.upgrade(self.engine)
+            elif not migrate.is_at_head(self.engine):
+                raise StartupError(
+                    "the database schema is not at the latest revision; run `syncd db upgrade`"
+                )
+            self._apply_catalog()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -92,7 +104,7 @@ class Daemon:
 
     async def serve(self, host: str | None = None, port: int | None = None) -> None:
         """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
-        from .scheduler import build_scheduler, install_jobs
+        from .scheduler import install_jobs
 
         server_cfg = self.settings.server
         app = create_app(self)
@@ -109,10 +121,11 @@ class Daemon:
         self._servers.append(server)
         if self.settings.uses_stripe_emulator:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
-        scheduler = build_scheduler(self.settings)
+        scheduler = self.scheduler
         jobs.set_current_daemon(self)
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
+            self.leadership.start()
             scheduler.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +137,8 @@ class Daemon:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
+            # After the jobs drained: hand leadership over without waiting out the lease.
+            await asyncio.to_thread(self.leadership.stop)
             jobs.set_current_daemon(None)
             self.close()
             log.info("daemon_stopped")
@@ -147,6 +162,9 @@ class Daemon:
             self.emulator.stop()
             self.emulator = None
         self.engine.dispose()
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)
+            self._instance_lock = None
 
     # -- health ----------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
@@ -163,10 +181,17 @@ class Daemon:
             report["migrations"] = "unknown"
             at_head = False
         report["initial_sync"] = "done" if self.initial_sync_done else "pending"
+        report["role"] = self.leadership.role if self.settings.scheduler.enabled else "disabled"
         report["ready"] = report["database"] == "ok" and at_head and self.initial_sync_done
         return report
 
+    def _leadership_changed(self, leader: bool) -> None:
+        self.metrics.scheduler_leader.set(1 if leader else 0)
+        if leader and self.scheduler.running:
+            jobs.arm_boundaries(self, utcnow())  # the new leader catches up on boundaries at once
+
     def refresh_gauges(self) -> None:
+        self.metrics.scheduler_leader.set(1 if self.leadership.is_leader else 0)
         with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")
