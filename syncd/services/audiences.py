@@ -11,7 +11,6 @@ means exactly what the same conditions mean in a flag rule.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +35,9 @@ Loader = Callable[[Session, Sequence[str] | None, dt.datetime], dict[str, wire.C
 
 def default_loader() -> Loader:
     """``syncd.state.load_companies``: the same DB -> wire resolution the engine serves from."""
-    loader: Loader = importlib.import_module("syncd.state").load_companies
-    return loader
+    from ..state import load_companies
+
+    return load_companies
 
 
 @dataclass(frozen=True, slots=True)
