@@ -73,6 +73,7 @@ class Daemon:
         self.scheduler = build_scheduler(settings)
         self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
         self._instance_lock: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
 
     # -- lifecycle -----------------------------------------------------------------
     def prepare(self, *, migrate_db: bool = True) -> None:
@@ -132,6 +133,7 @@ class Daemon:
         if self.settings.uses_stripe_emulator:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
         scheduler = self.scheduler
+        self.loop = asyncio.get_running_loop()
         jobs.set_current_daemon(self)
         self.start_following()
         if self.settings.scheduler.enabled:

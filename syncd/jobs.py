@@ -3,13 +3,13 @@ through :func:`current_daemon` and bind a job id to the log context."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import func
 from sqlmodel import Session, col, delete, select
@@ -64,7 +64,6 @@ def nightly_maintenance() -> None:
 BOUNDARIES = "boundaries"
 FOLLOW_CURSOR = "scheduler.follow"
 _FOLLOW_BATCH = 5000
-_arm_lock = threading.Lock()
 
 
 def _cluster(job_id: str, body: Callable[[Daemon], object]) -> None:
@@ -156,18 +155,30 @@ def _follow(daemon: Daemon) -> None:
 
 
 def arm_boundaries(daemon: Daemon, when: datetime) -> None:
-    """Make the boundary job fire at ``when`` unless it is already due earlier."""
-    with _arm_lock:
-        job = daemon.scheduler.get_job(BOUNDARIES)
-        if job is not None and job.next_run_time is not None and job.next_run_time <= when:
-            return
-        daemon.scheduler.add_job(
-            boundaries,
-            DateTrigger(when, timezone=UTC),
-            id=BOUNDARIES,
-            replace_existing=True,
-            misfire_grace_time=None,  # however late: a skipped date job would never re-arm
-        )
+    """Make the boundary job fire at ``when`` unless it is already due earlier.
+
+    Runs on the scheduler's event loop, never in the caller's thread: a job thread touching the
+    scheduler while ``shutdown(wait=True)`` holds its job-store lock would deadlock the drain.
+    """
+    loop = daemon.loop
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(_arm, daemon, when)
+
+
+def _arm(daemon: Daemon, when: datetime) -> None:
+    scheduler = daemon.scheduler
+    if scheduler.state != STATE_RUNNING:
+        return
+    job = scheduler.get_job(BOUNDARIES)
+    if job is not None and job.next_run_time is not None and job.next_run_time <= when:
+        return
+    scheduler.add_job(
+        boundaries,
+        DateTrigger(when, timezone=UTC),
+        id=BOUNDARIES,
+        replace_existing=True,
+        misfire_grace_time=None,  # however late: a skipped date job would never re-arm
+    )
 
 
 def boundaries() -> None:

@@ -66,6 +66,7 @@ def test_boundary_job_wakes_at_the_boundary_and_publishes_within_a_second(tmp_pa
 
     async def scenario() -> tuple[datetime | None, datetime | None]:
         jobs.set_current_daemon(daemon)
+        daemon.loop = asyncio.get_running_loop()
         install_jobs(daemon.scheduler, settings)
         daemon.leadership.start()
         daemon.scheduler.start()
