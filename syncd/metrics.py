@@ -44,5 +44,9 @@ class Metrics:
             registry=r,
         )
 
+        self.scheduler_leader = Gauge(
+            "syncd_scheduler_leader", "1 while this replica leads the cluster-wide jobs", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
