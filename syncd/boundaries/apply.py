@@ -34,6 +34,7 @@ from ..models import (
 )
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import company_plan_rows, update_company_plans
+from ..services.credits import sync_plan_grants
 from .rollover import roll_metric_periods
 
 log = structlog.get_logger(__name__)
@@ -260,6 +261,9 @@ def expire_credit_grants(engine: Engine, now: dt.datetime) -> int:
         ids = session.exec(select(CreditGrant.company_id).where(*due)).all()
 
     def apply(session: Session, cid: str) -> bool:
+        # A plan grant's expiry is its reset: issue the next period's grant (with rollover of
+        # what is left) before the old one is zeroed.
+        sync_plan_grants(session, cid, now)
         grants = session.exec(
             select(CreditGrant).where(col(CreditGrant.company_id) == cid, *due).with_for_update()
         ).all()
