@@ -67,6 +67,7 @@ ROUTE_PERMISSIONS: tuple[RoutePermission, ...] = _table(
     ("GET", "/healthz", P.PUBLIC),
     ("GET", "/ready", P.PUBLIC),
     ("GET", "/metrics", P.PUBLIC),
+    ("GET", "/openapi.json", P.PUBLIC),  # describes the API, holds no data
     ("POST", "/webhooks/stripe", P.PUBLIC),
     # hot path: flag checks and event ingestion
     ("POST", "/flags/check", P.CHECK),
