@@ -23,7 +23,7 @@ class Metrics:
         )
         self.checks_total = Counter(
             "syncd_flag_checks_total",
-            "Flag checks by matched rule type (none: no rule matched) and resulting value",
+            "Flag checks by matched rule type (default: no rule matched) and resulting value",
             ["rule_type", "value"],
             registry=r,
         )
@@ -53,7 +53,7 @@ class Metrics:
         """Count one flag check; called on the hot path, so cheap after the first of each kind."""
         counter = self._check_counters.get((rule_type, value))
         if counter is None:
-            counter = self.checks_total.labels(rule_type or "none", "true" if value else "false")
+            counter = self.checks_total.labels(rule_type or "default", "true" if value else "false")
             self._check_counters[(rule_type, value)] = counter
         counter.inc()
 

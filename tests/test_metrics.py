@@ -25,5 +25,5 @@ def test_checks_are_counted_by_rule_type_and_value() -> None:
     assert samples(metrics, "syncd_flag_checks_total") == {
         (("rule_type", "plan_entitlement"), ("value", "true")): 3.0,
         (("rule_type", "plan_entitlement"), ("value", "false")): 1.0,
-        (("rule_type", "none"), ("value", "false")): 1.0,
+        (("rule_type", "default"), ("value", "false")): 1.0,
     }

@@ -141,7 +141,7 @@ def _responses(
         if spec.content_type == "application/json"
         else {spec.content_type: {"schema": {"type": "string"}}}
     )
-    responses: dict[str, Any] = {"200": {"description": "success", "content": content}}
+    responses: dict[str, Any] = {str(spec.status): {"description": "success", "content": content}}
     statuses = set(spec.extra_statuses)
     if secured:
         statuses |= {401, 403}

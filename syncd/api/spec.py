@@ -34,6 +34,7 @@ class Operation:
     lookup_keys: str | None = None
     headers: tuple[str, ...] = ()  # required request headers besides the API key
     content_type: str = "application/json"  # of a successful response
+    status: int = 200  # of a successful response
     tag: str | None = None
     extra_statuses: tuple[int, ...] = ()
     raw_body: bool = False  # body is verified as bytes (any JSON object), not a model
@@ -49,6 +50,7 @@ def operation(
     lookup_keys: str | None = None,
     headers: tuple[str, ...] = (),
     content_type: str = "application/json",
+    status: int = 200,
     tag: str | None = None,
     extra_statuses: tuple[int, ...] = (),
     raw_body: bool = False,
@@ -66,6 +68,7 @@ def operation(
             lookup_keys=lookup_keys,
             headers=headers,
             content_type=content_type,
+            status=status,
             tag=tag,
             extra_statuses=extra_statuses,
             raw_body=raw_body,
