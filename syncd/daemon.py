@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,15 +69,17 @@ class Daemon:
         self.webhook_secrets = [s.strip() for s in secret.split(",") if s.strip()]
 
     # -- lifecycle -----------------------------------------------------------------
-    def prepare(self, *, migrate_db: bool = True) -> None:
-        """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
+    def prepare(self, *, migrate_db: bool = True, load_state: bool = True) -> None:
+        """Connect, migrate and load the catalog. Raises StartupError with an operator message.
+        ``load_state=False``: leave the in-memory store empty (a supervisor that serves nothing)."""
         check_connection(self.engine)
         if migrate_db:
             migrate.upgrade(self.engine)
         elif not migrate.is_at_head(self.engine):
             raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
         self._apply_catalog()
-        self.store.load()
+        if load_state:
+            self.store.load()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -100,8 +103,11 @@ class Daemon:
             diff = apply_catalog(session, catalog)
         log.info("catalog_applied", path=path, changes=len(diff.changes))
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
+    async def serve(
+        self, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+    ) -> None:
+        """Run the HTTP API and the scheduler until SIGTERM/SIGINT (on ``sock`` when given: a
+        listening socket shared by several worker processes, see ``syncd.workers``)."""
         from .scheduler import build_scheduler, install_jobs
 
         server_cfg = self.settings.server
@@ -130,7 +136,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         log.info("daemon_listening", host=config.host, port=config.port)
         try:
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.

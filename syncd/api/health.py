@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,7 @@ async def ready(request: Request) -> Response:
     """Readiness: migrated, database reachable and the initial sync done (503 otherwise)."""
     daemon = _daemon(request)
     report = await run_in_threadpool(daemon.readiness)
+    report["pid"] = os.getpid()  # which worker answered, with [server] workers > 1
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
