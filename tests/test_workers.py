@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import httpx
+
+from syncd.workers import bind_socket
 
 from .cli_helpers import run_cli, syncd_env
 from .test_daemon import start_daemon, stop
@@ -61,3 +65,26 @@ def test_zero_workers_is_a_configuration_error(tmp_path: Path) -> None:
     result = run_cli("run", env=syncd_env(tmp_path, SYNCD_SERVER_WORKERS="0"))
     assert result.returncode == 2
     assert "server.workers" in result.stderr and "SYNCD_SERVER_WORKERS" in result.stderr
+
+
+def test_connections_accepted_on_the_shared_socket_have_nagle_off() -> None:
+    """Without TCP_NODELAY every keep-alive response waits ~40 ms for a delayed ACK."""
+
+    async def accepted_nodelay() -> int:
+        sock = bind_socket("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        try:
+            return await asyncio.wait_for(seen, 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
