@@ -54,7 +54,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def worker_main(settings: Settings, sock: socket.socket, index: int) -> None:
+def worker_main(settings: Settings, sock: socket.socket, index: int, host: str, port: int) -> None:
     """Entry point of a worker process."""
     import sys
 
@@ -69,7 +69,7 @@ def worker_main(settings: Settings, sock: socket.socket, index: int) -> None:
     daemon = Daemon(settings)
     daemon.prepare(migrate_db=False)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(daemon.serve(sock=sock))
+        runner.run(daemon.serve(host, port, sock=sock))  # host/port: only logged
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -147,7 +147,9 @@ class Supervisor:
 
     def _start(self, slot: _Slot, settings: Settings, sock: socket.socket) -> None:
         process = self._ctx.Process(
-            target=worker_main, args=(settings, sock, slot.index), name=f"syncd-worker-{slot.index}"
+            target=worker_main,
+            args=(settings, sock, slot.index, self.host, self.port),
+            name=f"syncd-worker-{slot.index}",
         )
         process.start()
         slot.process, slot.started_at = process, time.monotonic()

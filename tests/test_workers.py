@@ -54,6 +54,7 @@ def test_two_workers_serve_restart_after_a_crash_and_drain_on_sigterm(tmp_path: 
     log = events(stderr)
     names = [e["event"] for e in log]
     assert names.count("daemon_listening") == 3  # two workers, then the replacement
+    assert {e["port"] for e in log if e["event"] == "daemon_listening"} == {port}
     assert names.count("daemon_stopped") == 2  # both live workers drained
     assert names.count("stripe_emulator_started") == 1  # in the supervisor only
     exited = [e for e in log if e["event"] == "worker_exited"]
