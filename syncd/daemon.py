@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -28,8 +29,9 @@ from .config import Settings
 from .db import check_connection, make_engine
 from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
+from .leadership import Leadership, lock_sqlite_database, startup_lock
 from .metrics import Metrics
-from .models import InboxEvent, OutboxMessage
+from .models import InboxEvent, OutboxMessage, utcnow
 from .plugins import Plugins
 from .publish import PublishPump, call_each
 from .state import EntitlementStore
@@ -73,17 +75,31 @@ class Daemon:
         self._extra_plugins = dict(extra_plugins or {})
         self.plugins: Plugins | None = None
         self.publisher: PublishPump | None = None
+        from .scheduler import build_scheduler
+
+        self.scheduler = build_scheduler(settings)
+        self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
+        self._instance_lock: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
 
     # -- lifecycle -----------------------------------------------------------------
-    def prepare(self, *, migrate_db: bool = True, load_state: bool = True) -> None:
+    def prepare(
+        self, *, migrate_db: bool = True, load_state: bool = True, instance_lock: bool = True
+    ) -> None:
         """Connect, migrate and load the catalog. Raises StartupError with an operator message.
-        ``load_state=False``: no in-memory store, no plugins (a supervisor that serves nothing)."""
+        ``load_state=False``: no in-memory store, no plugins (a supervisor that serves nothing);
+        ``instance_lock=False``: a worker whose supervisor holds the SQLite lock for it."""
+        if self._instance_lock is None and instance_lock:  # SQLite: one daemon per database file
+            self._instance_lock = lock_sqlite_database(self.settings.database_url)
         check_connection(self.engine)
-        if migrate_db:
-            migrate.upgrade(self.engine)
-        elif not migrate.is_at_head(self.engine):
-            raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
-        self._apply_catalog()
+        with startup_lock(self.engine):  # replicas starting together migrate one at a time
+            if migrate_db:
+                migrate.upgrade(self.engine)
+            elif not migrate.is_at_head(self.engine):
+                raise StartupError(
+                    "the database schema is not at the latest revision; run `syncd db upgrade`"
+                )
+            self._apply_catalog()
         if load_state:
             self.store.load()
             self.start_plugins()
@@ -115,7 +131,7 @@ class Daemon:
     ) -> None:
         """Run the HTTP API and the scheduler until SIGTERM/SIGINT (on ``sock`` when given: a
         listening socket shared by several worker processes, see ``syncd.workers``)."""
-        from .scheduler import build_scheduler, install_jobs
+        from .scheduler import install_jobs
 
         server_cfg = self.settings.server
         app = create_app(self)
@@ -132,13 +148,15 @@ class Daemon:
         self._servers.append(server)
         if self.settings.uses_stripe_emulator:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
-        scheduler = build_scheduler(self.settings)
+        scheduler = self.scheduler
+        self.loop = asyncio.get_running_loop()
         jobs.set_current_daemon(self)
         self.start_following()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
             if self.publisher is not None:
                 self.publisher.install(scheduler, self.settings.scheduler.publish_interval_s)
+            self.leadership.start()
             scheduler.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,6 +168,8 @@ class Daemon:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
+            # After the jobs drained: hand leadership over without waiting out the lease.
+            await asyncio.to_thread(self.leadership.stop)
             jobs.set_current_daemon(None)
             self.stop_following()
             self.close()
@@ -200,6 +220,9 @@ class Daemon:
             self.emulator.stop()
             self.emulator = None
         self.engine.dispose()
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)
+            self._instance_lock = None
 
     # -- plugins -----------------------------------------------------------------------
     def start_plugins(self) -> None:
@@ -240,10 +263,17 @@ class Daemon:
             report["migrations"] = "unknown"
             at_head = False
         report["initial_sync"] = "done" if self.initial_sync_done else "pending"
+        report["role"] = self.leadership.role if self.settings.scheduler.enabled else "disabled"
         report["ready"] = report["database"] == "ok" and at_head and self.initial_sync_done
         return report
 
+    def _leadership_changed(self, leader: bool) -> None:
+        self.metrics.scheduler_leader.set(1 if leader else 0)
+        if leader and self.scheduler.running:
+            jobs.arm_boundaries(self, utcnow())  # the new leader catches up on boundaries at once
+
     def refresh_gauges(self) -> None:
+        self.metrics.scheduler_leader.set(1 if self.leadership.is_leader else 0)
         with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")

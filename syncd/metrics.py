@@ -48,6 +48,9 @@ class Metrics:
             "Inbound Stripe webhooks with a bad signature",
             registry=r,
         )
+        self.scheduler_leader = Gauge(
+            "syncd_scheduler_leader", "1 while this replica leads the cluster-wide jobs", registry=r
+        )
 
     def record_check(self, rule_type: str | None, value: bool) -> None:
         """Count one flag check; called on the hot path, so cheap after the first of each kind."""

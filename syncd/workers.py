@@ -67,7 +67,7 @@ def worker_main(settings: Settings, sock: socket.socket, index: int, host: str, 
     configure_logging(settings.log.level, settings.log.format)
     structlog.contextvars.bind_contextvars(worker=index)
     daemon = Daemon(settings)
-    daemon.prepare(migrate_db=False)
+    daemon.prepare(migrate_db=False, instance_lock=False)  # the supervisor holds the SQLite lock
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(daemon.serve(host, port, sock=sock))  # host/port: only logged
 

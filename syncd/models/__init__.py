@@ -38,6 +38,7 @@ from .ops import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from .scheduling import BoundaryMark, SchedulerRun
 from .stripe_mirror import (
     StripeCustomer,
     StripeInvoice,
@@ -63,6 +64,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditLog",
+    "BoundaryMark",
     "CatalogSettingsRow",
     "ChangeLog",
     "Company",
@@ -92,6 +94,7 @@ __all__ = [
     "PlanVersion",
     "Rule",
     "ScheduledDowngrade",
+    "SchedulerRun",
     "StripeCustomer",
     "StripeInvoice",
     "StripeMeter",
