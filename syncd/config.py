@@ -33,6 +33,7 @@ STRIPE_API_VERSION = "2026-10-28.endive"
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1  # >1: a supervisor process and N serving processes on one socket
     max_body_bytes: int = 1_048_576
     shutdown_grace_s: float = 20.0
 
@@ -270,6 +271,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "server.port", f"{s.server.port} is not a TCP port", "use 1-65535 (SYNCD_SERVER_PORT)"
         )
+    if s.server.workers < 1:
+        raise ConfigError("server.workers", "must be at least 1", "set SYNCD_SERVER_WORKERS to 1 or more")
     if s.log.level.lower() not in _LOG_LEVELS:
         raise ConfigError("log.level", f"unknown level {s.log.level!r}", f"use one of {sorted(_LOG_LEVELS)}")
     if s.log.format not in {"auto", "json", "console"}:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -82,9 +83,13 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
 
     # -- lifecycle -----------------------------------------------------------------
-    def prepare(self, *, migrate_db: bool = True) -> None:
-        """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
-        if self._instance_lock is None:  # SQLite: one daemon per database file
+    def prepare(
+        self, *, migrate_db: bool = True, load_state: bool = True, instance_lock: bool = True
+    ) -> None:
+        """Connect, migrate and load the catalog. Raises StartupError with an operator message.
+        ``load_state=False``: no in-memory store, no plugins (a supervisor that serves nothing);
+        ``instance_lock=False``: a worker whose supervisor holds the SQLite lock for it."""
+        if self._instance_lock is None and instance_lock:  # SQLite: one daemon per database file
             self._instance_lock = lock_sqlite_database(self.settings.database_url)
         check_connection(self.engine)
         with startup_lock(self.engine):  # replicas starting together migrate one at a time
@@ -95,8 +100,9 @@ class Daemon:
                     "the database schema is not at the latest revision; run `syncd db upgrade`"
                 )
             self._apply_catalog()
-        self.store.load()
-        self.start_plugins()
+        if load_state:
+            self.store.load()
+            self.start_plugins()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -120,8 +126,11 @@ class Daemon:
             diff = apply_catalog(session, catalog)
         log.info("catalog_applied", path=path, changes=len(diff.changes))
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
+    async def serve(
+        self, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+    ) -> None:
+        """Run the HTTP API and the scheduler until SIGTERM/SIGINT (on ``sock`` when given: a
+        listening socket shared by several worker processes, see ``syncd.workers``)."""
         from .scheduler import install_jobs
 
         server_cfg = self.settings.server
@@ -154,7 +163,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         log.info("daemon_listening", host=config.host, port=config.port)
         try:
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.

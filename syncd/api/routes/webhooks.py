@@ -20,10 +20,12 @@ from ..schemas.webhooks import (
     SendTestWebhookBody,
     UpdateWebhookBody,
 )
+from ..spec import operation
 from ..views.common import ACCOUNT_ID, ENVIRONMENT_ID
 from ..views.webhooks import delivery_view, webhook_view
 
 
+@operation(body=CreateWebhookBody)
 async def create_webhook(request: Request) -> Response:
     body = await read_body(request, CreateWebhookBody)
     actor = request_actor(request)
@@ -43,6 +45,7 @@ async def create_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateWebhookBody)
 async def update_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, UpdateWebhookBody)
@@ -55,6 +58,7 @@ async def update_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
 
@@ -64,6 +68,7 @@ async def get_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     actor = request_actor(request)
@@ -75,6 +80,7 @@ async def delete_webhook(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListWebhooksQuery)
 async def list_webhooks(request: Request) -> Response:
     query = read_query(request, ListWebhooksQuery)
     page = query.page()
@@ -85,6 +91,7 @@ async def list_webhooks(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(query=ListWebhookEventsQuery)
 async def list_webhook_events(request: Request) -> Response:
     query = read_query(request, ListWebhookEventsQuery)
     page = query.page()
@@ -104,6 +111,7 @@ async def list_webhook_events(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(body=SendTestWebhookBody)
 async def send_test_webhook_action(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, SendTestWebhookBody)
