@@ -203,8 +203,13 @@ class EntitlementStore:
             else:
                 if catalog:
                     self._reload_catalog()
-                if ids:
-                    self.reload(ids)
+                # Known companies are only marked stale: a check reloads one on demand, the
+                # timer reloads the rest in bulk, so a burst of writes costs one reload each.
+                known = {cid for cid in ids if cid in self._keys_of}
+                for cid in known:
+                    self._expire_at(cid, 0.0)
+                if ids - known:
+                    self.reload(ids - known)  # new companies must be findable by key at once
             self.cursor = max(self.cursor, rows[-1][0] or 0)
         return len(rows)
 
@@ -236,6 +241,8 @@ class EntitlementStore:
         return found.pop() if found else None
 
     def company(self, company_id: str) -> wire.Company | None:
+        """The company's current state (reloaded first if it is stale)."""
+        self._fresh(company_id)
         return self.evaluator.company(company_id)
 
     def flags(self) -> Mapping[str, wire.Flag]:
