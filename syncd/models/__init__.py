@@ -37,6 +37,7 @@ from .ops import (
     OutboxMessage,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookLimitState,
 )
 from .stripe_mirror import (
     StripeCustomer,
@@ -107,6 +108,7 @@ __all__ = [
     "UserTrait",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookLimitState",
     "metadata",
     "new_id",
     "utcnow",

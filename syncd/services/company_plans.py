@@ -18,7 +18,7 @@ from ..models import (
     utcnow,
 )
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import entitlements_changed, record_event
 from .common import require, require_all
 
 
@@ -182,6 +182,7 @@ def update_company_plans(
     session.add(change)
     session.flush()
     record(session, actor, "company.plan_changed", "company", company.id, after=snapshot(change))
+    record_event(session, "company.plan_changed", company.id, {"plan_change": snapshot(change)})
     entitlements_changed(session, [company.id])
     return change
 

@@ -38,12 +38,13 @@ def test_webhook_crud_and_test_delivery(api: ApiServer) -> None:
     assert (updated.status, updated.url, updated.name) == ("inactive", "https://example.test/v2", name)
     assert updated.secret == hook.secret
 
+    # Sent at once (example.test does not resolve): the failure is reported and logged, once.
     sent = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.plan_changed").data
-    assert sent.success is True
+    assert sent.success is False and sent.failure_reason and "ConnectError" in sent.failure_reason
     events = sdk.webhooks.list_webhook_events(webhook_id=hook.id)
     assert len(events.data) == 1 and events.params.webhook_id == hook.id
     event = events.data[0]
-    assert (event.request_type, event.status, event.attempt_count) == ("test.send", "pending", 0)
+    assert (event.request_type, event.status, event.attempt_count) == ("test.send", "failure", 1)
     assert event.webhook is not None and event.webhook.id == hook.id
     assert json.loads(event.payload or "{}")["action"] == "test.send"
 
