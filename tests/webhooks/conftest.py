@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import Session, col, func, select
 
 from syncd import migrate
@@ -20,6 +21,7 @@ from syncd.webhooks_out.config import WebhookSettings
 from syncd.webhooks_out.delivery import OPEN, deliver_round, make_client
 from syncd.webhooks_out.enqueue import publish
 
+from ..conftest import PG_ADMIN_URL, _pg_admin, unavailable
 from .receiver import Receiver
 
 FAST = WebhookSettings(
@@ -33,11 +35,59 @@ FAST = WebhookSettings(
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    """SQLite: most behaviour does not depend on the backend."""
+    engine = make_engine(sqlite_url)
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated Postgres database to copy: a copy is much faster than migrating each time."""
+    admin = _pg_admin()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        unavailable("PostgreSQL", str(exc).splitlines()[0])
+    name = f"syncd_wh_tpl_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
+    """SQLite and Postgres: for what the SQL itself decides (claims, conflicts, ordering)."""
+    if request.param == "sqlite":
+        engine = make_engine(sqlite_url)
+        migrate.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    template: str = request.getfixturevalue("pg_template")
+    admin = _pg_admin()
+    name = f"syncd_wh_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    engine = make_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

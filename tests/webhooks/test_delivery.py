@@ -33,11 +33,15 @@ def _event(seq: int, company_id: str | None, n: int, topic: str = "company.updat
     return Change(seq, topic, company_id, NOW, {"body": {"n": n, "company": company_id}})
 
 
-def test_override_and_plan_events_are_delivered_signed_and_logged(engine: Engine, receiver: Receiver) -> None:
+def test_override_and_plan_events_are_delivered_signed_and_logged(
+    any_engine: Engine, receiver: Receiver
+) -> None:
     hook = add_endpoint(
-        engine, receiver.url, ["company.override.created", "company.override.deleted", "company.plan_changed"]
+        any_engine,
+        receiver.url,
+        ["company.override.created", "company.override.deleted", "company.plan_changed"],
     )
-    with session_scope(engine) as session:
+    with session_scope(any_engine) as session:
         company, _ = companies.upsert_company(session, keys={"slug": "acme"}, name="Acme")
         feature = features.create_feature(session, name="Seats", feature_type="boolean")
         plan = plans.create_plan(session, name="Pro")
@@ -46,11 +50,11 @@ def test_override_and_plan_events_are_delivered_signed_and_logged(engine: Engine
             session, company_id=company.id, feature_id=feature.id, value=EntitlementValue("boolean", True)
         )
         ids = company.id, feature.id, plan.id, override.id
-    with session_scope(engine) as session:
+    with session_scope(any_engine) as session:
         overrides.delete_company_override(session, ids[3])
 
-    assert publish_changes(engine, changes_after(engine)) == 3
-    assert drain(engine) == 3
+    assert publish_changes(any_engine, changes_after(any_engine)) == 3
+    assert drain(any_engine) == 3
 
     got = [_verify(hook.secret, r) for r in receiver.wait_for(3)]
     assert [g["action"] for g in got] == [
@@ -68,20 +72,15 @@ def test_override_and_plan_events_are_delivered_signed_and_logged(engine: Engine
     assert created["body"]["company"]["id"] == ids[0] and created["body"]["value_bool"] is True
     assert deleted["body"]["id"] == ids[3]
     # The webhook-id is the delivery id: the log shows each one delivered once.
-    with Session(engine) as session:
+    with Session(any_engine) as session:
         log = webhooks.list_webhook_events(session, webhook_id=hook.id)
         assert {d.id for d in log} == {r.headers["webhook-id"] for r in receiver.ok()}
         assert all((d.status, d.attempts, d.response_code) == ("success", 1, 200) for d in log)
 
 
 def test_schematic_signature_scheme_verifies_with_the_schematic_sdk(
-    sqlite_url: str, receiver: Receiver
+    engine: Engine, receiver: Receiver
 ) -> None:
-    from syncd import migrate
-    from syncd.db import make_engine
-
-    engine = make_engine(sqlite_url)
-    migrate.upgrade(engine)
     hook = add_endpoint(engine, receiver.url, ["company.updated"], signature_scheme="schematic")
     publish_changes(engine, [_event(1, "comp_a", 1)])
     drain(engine)
@@ -100,10 +99,10 @@ def test_schematic_signature_scheme_verifies_with_the_schematic_sdk(
 
 
 def test_company_deliveries_keep_order_while_an_older_one_is_retried(
-    engine: Engine, receiver: Receiver
+    any_engine: Engine, receiver: Receiver
 ) -> None:
     """A's first delivery fails once: A's later ones wait for it; B's go out meanwhile."""
-    hook = add_endpoint(engine, receiver.url, ["company.updated"])
+    hook = add_endpoint(any_engine, receiver.url, ["company.updated"])
     failed: list[int] = []
 
     def respond(r: Received) -> int:
@@ -116,8 +115,8 @@ def test_company_deliveries_keep_order_while_an_older_one_is_retried(
     receiver.respond = respond
     batch = [_event(1, "comp_a", 1), _event(2, "comp_b", 1), _event(3, "comp_a", 2), _event(4, "comp_a", 3)]
     batch += [_event(5, "comp_b", 2)]
-    publish_changes(engine, batch)
-    drain(engine)
+    publish_changes(any_engine, batch)
+    drain(any_engine)
 
     order = [(r.json["body"]["company"], r.json["body"]["n"], r.status) for r in receiver.received]
     a = [(n, status) for company, n, status in order if company == "comp_a"]
@@ -125,20 +124,22 @@ def test_company_deliveries_keep_order_while_an_older_one_is_retried(
     assert [n for company, n, _ in order if company == "comp_b"] == [1, 2]
     # B was not held up by A's retry: both of B's went out before A's retry.
     assert order.index(("comp_b", 2, 200)) < order.index(("comp_a", 1, 200))
-    statuses = {(d.company_id, d.status, d.attempts) for d in deliveries(engine, hook.id)}
+    statuses = {(d.company_id, d.status, d.attempts) for d in deliveries(any_engine, hook.id)}
     assert ("comp_a", "success", 2) in statuses
 
 
-def test_publishing_a_batch_twice_creates_no_duplicate_deliveries(engine: Engine, receiver: Receiver) -> None:
-    add_endpoint(engine, receiver.url, ["company.updated"])
-    add_endpoint(engine, receiver.url, ["company.updated", "company.deleted"])
-    add_endpoint(engine, receiver.url, ["company.deleted"])  # not subscribed: gets nothing
+def test_publishing_a_batch_twice_creates_no_duplicate_deliveries(
+    any_engine: Engine, receiver: Receiver
+) -> None:
+    add_endpoint(any_engine, receiver.url, ["company.updated"])
+    add_endpoint(any_engine, receiver.url, ["company.updated", "company.deleted"])
+    add_endpoint(any_engine, receiver.url, ["company.deleted"])  # not subscribed: gets nothing
     batch = [_event(10, "comp_a", 1), _event(11, None, 2), _event(12, "comp_a", 3, topic="company.deleted")]
-    assert publish_changes(engine, batch) == 2 + 3 + 1
-    assert publish_changes(engine, batch) == 0
-    assert publish_changes(engine, batch[1:]) == 0
-    assert len(deliveries(engine)) == 6
-    drain(engine)
+    assert publish_changes(any_engine, batch) == 2 + 3 + 1
+    assert publish_changes(any_engine, batch) == 0
+    assert publish_changes(any_engine, batch[1:]) == 0
+    assert len(deliveries(any_engine)) == 6
+    drain(any_engine)
     assert len(receiver.wait_for(6)) == 6
 
 
