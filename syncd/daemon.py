@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,16 @@ from .api import create_app
 from .apikeys import KeyVerifier
 from .config import Settings
 from .db import check_connection, make_engine
+from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
 from .metrics import Metrics
 from .models import InboxEvent, OutboxMessage
+from .state import EntitlementStore
 from .stripe_emulator import BackgroundServer, EmulatorConfig
 
 log = structlog.get_logger(__name__)
+
+FOLLOW_INTERVAL_S = 0.2
 
 
 class _Server(uvicorn.Server):
@@ -48,7 +53,11 @@ class Daemon:
         self.metrics = Metrics()
         self.keys = KeyVerifier(self.engine)
         self.initial_sync_done = False
-        self.cache_version = "1"
+        # The rules-engine model version: what the official SDKs in replicator mode key Redis by.
+        self.cache_version = ENGINE_VERSION_KEY
+        self.store = EntitlementStore(self.engine)
+        self._stop_following = threading.Event()
+        self._follower: threading.Thread | None = None
         self._at_head = False
         self._servers: list[uvicorn.Server] = []
         self.emulator: BackgroundServer | None = None
@@ -67,6 +76,7 @@ class Daemon:
         elif not migrate.is_at_head(self.engine):
             raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
         self._apply_catalog()
+        self.store.load()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -111,6 +121,7 @@ class Daemon:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
         scheduler = build_scheduler(self.settings)
         jobs.set_current_daemon(self)
+        self.start_following()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
             scheduler.start()
@@ -125,8 +136,31 @@ class Daemon:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
             jobs.set_current_daemon(None)
+            self.stop_following()
             self.close()
             log.info("daemon_stopped")
+
+    def start_following(self, interval_s: float = FOLLOW_INTERVAL_S) -> None:
+        """Keep the in-memory engine equal to the database: changes made by other processes
+        and replicas (the change log) and time boundaries (trial ends, period rollovers)."""
+
+        def loop() -> None:
+            while not self._stop_following.wait(interval_s):
+                try:
+                    self.store.follow()
+                    self.store.refresh_expired()
+                except Exception:  # keep following: the next tick retries from the same cursor
+                    log.exception("store_follow_failed")
+
+        self._stop_following.clear()
+        self._follower = threading.Thread(target=loop, name="syncd-follow", daemon=True)
+        self._follower.start()
+
+    def stop_following(self) -> None:
+        self._stop_following.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+            self._follower = None
 
     def start_emulator(self, webhook_url: str) -> None:
         """Offline mode: run the built-in Stripe emulator and point the Stripe side at it."""

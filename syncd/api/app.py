@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ..services.changes import Changed
 from ..stripe_sync.webhook import routes as stripe_webhook_routes
 from . import health
 from .auth import ApiKeyMiddleware, check_coverage
@@ -32,8 +33,12 @@ def create_app(daemon: Daemon) -> Starlette:
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.daemon = daemon
+
     # Called with the company ids (or "all") whose entitlements may have changed, after each
-    # committed API mutation; the engine integration appends to this list.
-    listeners: list[EntitlementsListener] = []
+    # committed API mutation: the store reads the change log at once (read-your-writes).
+    def follow(_changed: Changed) -> None:
+        daemon.store.follow()
+
+    listeners: list[EntitlementsListener] = [follow]
     app.state.entitlements_listeners = listeners
     return app

@@ -46,10 +46,19 @@ class Evaluator:
     def flags(self) -> Mapping[str, Flag]:
         return MappingProxyType(self._flags)
 
-    def set_flags(self, flags: Iterable[Flag], now: dt.datetime | None = None) -> None:
-        """Replace the flag catalog and recompute every held company's snapshot."""
+    def set_flags(
+        self, flags: Iterable[Flag], now: dt.datetime | None = None, *, rebuild: bool = True
+    ) -> None:
+        """Replace the flag catalog and recompute every held company's snapshot.
+
+        ``rebuild=False`` is for a change the caller knows only affects some companies (e.g.
+        one plan version's entitlements): it rebuilds those itself with ``update_company``, and
+        the others' results stand. A flag missing from a snapshot is evaluated in full.
+        """
         self._flags = {f.key: f for f in flags}
         self._plans = plan_flags(self._flags.values())
+        if not rebuild:
+            return
         when = now or dt.datetime.now(UTC)
         for company_id in list(self._companies):
             self._rebuild(company_id, when)

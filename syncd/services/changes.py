@@ -33,6 +33,7 @@ from ..models import ChangeLog
 ALL: Literal["all"] = "all"
 Changed: TypeAlias = frozenset[str] | Literal["all"]
 ENTITLEMENTS_CHANGED = "entitlements.changed"
+CATALOG_CHANGED = "catalog.changed"
 
 _KEY = "syncd.entitlements_changed"  # what this transaction changed (read after commit)
 _EVENTS = "syncd.pending_events"  # domain events not yet written to the log
@@ -57,6 +58,14 @@ def entitlements_changed(session: Session, company_ids: Iterable[str] | Literal[
 def record_event(session: Session, topic: str, company_id: str | None, payload: dict[str, Any]) -> None:
     """Record a domain event (e.g. ``company.plan_changed``) for adapters to publish."""
     session.info.setdefault(_EVENTS, []).append((topic, company_id, payload))
+
+
+def catalog_changed(session: Session) -> None:
+    """Record that plans or plan entitlements changed (engines reload the catalog; the
+    companies whose entitlements changed are recorded separately)."""
+    events = session.info.setdefault(_EVENTS, [])
+    if not any(topic == CATALOG_CHANGED for topic, _, _ in events):
+        events.append((CATALOG_CHANGED, None, {}))
 
 
 def peek_entitlement_changes(session: Session) -> Changed | None:
