@@ -12,7 +12,6 @@ Several ``entitlements.changed`` rows for one company in a batch collapse into o
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +21,11 @@ from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from ..engine.wire import Company as WireCompany
 from ..hookspecs import Change
 from ..models import Company, WebhookDelivery, WebhookEndpoint
 from ..services.changes import ENTITLEMENTS_CHANGED
 from ..services.webhooks import REQUEST_TYPES
+from ..state import load_companies
 from .body import jsonable
 from .events import ENTITLEMENTS_UPDATED, OutEvent, domain_body, entitlements_body, envelope
 from .limits import LIMIT_TYPES, limit_events
@@ -63,13 +62,6 @@ def _endpoints(session: Session) -> list[_Endpoint]:
     ]
 
 
-def load_company_states(session: Session, ids: list[str] | None, now: datetime) -> dict[str, WireCompany]:
-    """The companies' evaluation state (``syncd.state``, built on main by the lead)."""
-    state: Any = importlib.import_module("syncd.state")
-    loaded: dict[str, WireCompany] = state.load_companies(session, ids, now)
-    return loaded
-
-
 def _state_events(
     session: Session, company_ids: list[str] | None, endpoints: list[_Endpoint], now: datetime
 ) -> dict[str, list[OutEvent]]:
@@ -78,7 +70,7 @@ def _state_events(
     watched = frozenset(f for e in endpoints if e.types & LIMIT_TYPES for f in e.trigger_features)
     if not (wants_state or watched):
         return {}
-    states = load_company_states(session, company_ids, now)
+    states = load_companies(session, company_ids, now)
     ids = company_ids if company_ids is not None else sorted(states)
     out: dict[str, list[OutEvent]] = {}
     for company_id in ids:

@@ -82,3 +82,30 @@ def test_webhook_validation(api: ApiServer) -> None:
     ).data
     with pytest.raises(BadRequestError):
         sdk.webhooks.update_webhook(hook.id, status="paused")
+
+
+def test_send_test_webhook_action_delivers_signed_to_a_live_receiver(api: ApiServer) -> None:
+    from standardwebhooks import Webhook
+
+    from ..webhooks.receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        sdk = api.sdk()
+        hook = sdk.webhooks.create_webhook(
+            name=unique("live"), url=receiver.url, request_types=["company.updated"]
+        ).data
+        sent = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.updated").data
+        assert (sent.success, sent.response_code, sent.failure_reason) == (True, 200, None)
+        (got,) = receiver.wait_for(1)
+        payload = Webhook(hook.secret).verify(got.body, got.headers)
+        assert payload["action"] == "test.send" and payload["body"]["request_type"] == "company.updated"
+        (event,) = sdk.webhooks.list_webhook_events(webhook_id=hook.id).data
+        assert (event.status, event.attempt_count, event.response_code) == ("success", 1, 200)
+        assert event.id == got.headers["webhook-id"] and json.loads(event.payload or "{}") == payload
+
+        receiver.respond = lambda _r: 503
+        failed = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.updated").data
+        assert (failed.success, failed.response_code, failed.failure_reason) == (False, 503, "HTTP 503")
+    finally:
+        receiver.stop()

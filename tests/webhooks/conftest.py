@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -111,9 +112,9 @@ def changes_after(engine: Engine, seq: int = 0) -> list[Change]:
         return [Change(r.id or 0, r.topic, r.company_id, r.created_at, r.payload) for r in rows]
 
 
-def publish_changes(engine: Engine, changes: Sequence[Change]) -> int:
+def publish_changes(engine: Engine, changes: Sequence[Change], now: dt.datetime | None = None) -> int:
     with session_scope(engine) as session:
-        return publish(session, changes, utcnow())
+        return publish(session, changes, now or utcnow())
 
 
 def open_count(engine: Engine) -> int:

@@ -1,0 +1,135 @@
+"""The adapter's hooks through pluggy, the background worker, and concurrent workers."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pluggy
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from standardwebhooks import Webhook
+
+from syncd import hookspecs
+from syncd.config import CatalogSettings, DatabaseSettings, SchedulerSettings, Settings
+from syncd.daemon import Daemon
+from syncd.exceptions import ConfigError
+from syncd.hookspecs import Change
+from syncd.webhooks_out.config import parse
+from syncd_webhook import plugin
+
+from .conftest import FAST, add_endpoint, deliveries, drain, publish_changes
+from .receiver import Receiver
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _events(companies: int, per_company: int) -> list[Change]:
+    return [
+        Change(
+            i * companies + c + 1,
+            "company.updated",
+            f"comp_{c}",
+            NOW,
+            {"body": {"company": f"comp_{c}", "n": i}},
+        )
+        for i in range(per_company)
+        for c in range(companies)
+    ]
+
+
+def _daemon(sqlite_url: str, **webhook: object) -> Daemon:
+    settings = Settings(
+        database=DatabaseSettings(url=SecretStr(sqlite_url)),
+        catalog=CatalogSettings(path=None),
+        scheduler=SchedulerSettings(enabled=False),
+        plugins={"webhook": {"poll_interval_s": 0.05, **webhook}},
+    )
+    daemon = Daemon(settings)
+    daemon.prepare()
+    return daemon
+
+
+def test_adapter_hooks_publish_and_the_worker_delivers(sqlite_url: str, receiver: Receiver) -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name="webhook")
+    pm.check_pending()  # every hookimpl matches a spec
+    daemon = _daemon(sqlite_url)
+    hook = add_endpoint(daemon.engine, receiver.url, ["company.updated"])
+    pm.hook.syncd_startup(daemon=daemon)
+    try:
+        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))
+        got = receiver.wait_for(6, timeout=10)
+        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))  # the same batch again
+        pm.hook.syncd_resync(daemon=daemon)
+    finally:
+        pm.hook.syncd_shutdown(daemon=daemon)
+    for received in got:
+        Webhook(hook.secret).verify(received.body, received.headers)
+    for company in ("comp_0", "comp_1"):
+        assert [r.json["body"]["n"] for r in got if r.json["company_id"] == company] == [0, 1, 2]
+    assert len(deliveries(daemon.engine)) == 6 and len(receiver.received) == 6
+    daemon.close()
+
+
+def test_disabled_worker_is_not_started_and_bad_settings_are_refused(sqlite_url: str) -> None:
+    daemon = _daemon(sqlite_url, enabled=False)
+    plugin.syncd_startup(daemon=daemon)
+    assert id(daemon) not in plugin._workers
+    plugin.syncd_shutdown(daemon=daemon)
+    daemon.close()
+    for bad in ({"signature": "md5"}, {"max_attempts": 0}, {"timeout_s": "10"}, {"retries": 3}):
+        with pytest.raises(ConfigError, match=r"\[plugins.webhook\]"):
+            parse(bad)
+    assert parse({"signature": "both", "max_attempts": 2}).max_attempts == 2
+
+
+def test_concurrent_workers_send_each_delivery_once_and_in_order(
+    any_engine: Engine, receiver: Receiver
+) -> None:
+    add_endpoint(any_engine, receiver.url, ["company.updated"])
+    publish_changes(any_engine, _events(20, 10))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            drain(any_engine, FAST)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    got = receiver.wait_for(200)
+    ids = collections.Counter(r.headers["webhook-id"] for r in got)
+    assert len(ids) == 200 and set(ids.values()) == {1}
+    for c in range(20):
+        assert [r.json["body"]["n"] for r in got if r.json["company_id"] == f"comp_{c}"] == list(range(10))
+
+
+def test_worker_survives_a_round_failure(tmp_path: Path, receiver: Receiver) -> None:
+    """A database error in a round is logged and retried, not fatal to the thread."""
+    from syncd import migrate
+    from syncd.db import make_engine
+    from syncd.webhooks_out.worker import DeliveryWorker
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables yet: rounds fail
+    worker = DeliveryWorker(engine, FAST).start()
+    try:
+        assert worker.running
+        migrate.upgrade(engine)
+        add_endpoint(engine, receiver.url, ["company.updated"])
+        publish_changes(engine, _events(1, 1))
+        worker.wake()
+        receiver.wait_for(1, timeout=10)
+    finally:
+        worker.stop()
+    assert not worker.running
+    engine.dispose()
