@@ -21,7 +21,7 @@ class WebhookSettings:
     backoff_initial_s: float = 30.0
     backoff_max_s: float = 3600.0
     timeout_s: float = 10.0
-    concurrency: int = 32  # requests in flight per worker
+    concurrency: int = 16  # requests in flight per worker (threads; each sends one run at a time)
     batch_size: int = 500  # deliveries claimed per round
     poll_interval_s: float = 1.0
     claim_ttl_s: float = 120.0  # a crashed worker's claimed rows are retaken after this

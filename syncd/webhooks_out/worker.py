@@ -1,4 +1,4 @@
-"""The delivery worker: rounds of claim/send/record in a background thread with its own loop.
+"""The delivery worker: rounds of claim/send/record in a background thread.
 
 It runs in every daemon process; claims make concurrent workers safe (``delivery.py``).
 Between empty rounds it sleeps ``poll_interval_s`` unless :meth:`DeliveryWorker.wake` is
@@ -7,14 +7,13 @@ called (the publish hook does, so new deliveries go out at once).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import structlog
 from sqlalchemy import Engine
 
 from .config import WebhookSettings
-from .delivery import deliver_round, make_client
+from .delivery import Sender, deliver_round
 
 log = structlog.get_logger(__name__)
 
@@ -52,17 +51,14 @@ class DeliveryWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        asyncio.run(self._loop())
-
-    async def _loop(self) -> None:
-        async with make_client(self.config) as client:
+        with Sender(self.config) as sender:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    made = await deliver_round(self.engine, client, self.config)
+                    made = deliver_round(self.engine, sender)
                 except Exception:  # a database hiccup: log, wait, try again
                     log.exception("webhook_round_failed")
                     made = 0
                 self.attempts += made
                 if made == 0:
-                    await asyncio.to_thread(self._wake.wait, self.config.poll_interval_s)
+                    self._wake.wait(self.config.poll_interval_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 import time
@@ -19,7 +18,7 @@ from syncd.hookspecs import Change
 from syncd.models import ChangeLog, WebhookDelivery, WebhookEndpoint, utcnow
 from syncd.services import webhooks
 from syncd.webhooks_out.config import WebhookSettings
-from syncd.webhooks_out.delivery import OPEN, deliver_round, make_client
+from syncd.webhooks_out.delivery import OPEN, Sender, deliver_round
 from syncd.webhooks_out.enqueue import publish
 
 from ..conftest import PG_ADMIN_URL, _pg_admin, unavailable
@@ -127,27 +126,23 @@ def open_count(engine: Engine) -> int:
 def drain(engine: Engine, config: WebhookSettings = FAST, idle: float = 1.0, timeout: float = 20.0) -> int:
     """Run delivery rounds until nothing is open (pending or claimed), or nothing has been
     attempted for ``idle`` seconds (e.g. the endpoint is disabled); returns attempts made."""
-
-    async def run() -> int:
-        made = 0
-        deadline = time.monotonic() + timeout
-        idle_since: float | None = None
-        async with make_client(config) as client:
-            while open_count(engine):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{open_count(engine)} deliveries still open")
-                attempts = await deliver_round(engine, client, config)
-                made += attempts
-                if attempts:
-                    idle_since = None
-                    continue
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > idle:
-                    break
-                await asyncio.sleep(0.02)
-        return made
-
-    return asyncio.run(run())
+    made = 0
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    with Sender(config) as sender:
+        while open_count(engine):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{open_count(engine)} deliveries still open")
+            attempts = deliver_round(engine, sender)
+            made += attempts
+            if attempts:
+                idle_since = None
+                continue
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > idle:
+                break
+            time.sleep(0.02)
+    return made
 
 
 def deliveries(engine: Engine, webhook_id: str | None = None) -> list[WebhookDelivery]:

@@ -184,8 +184,6 @@ def test_backoff_is_exponential_jittered_and_bounded() -> None:
 
 def test_test_delivery_row_is_not_retried(engine: Engine, receiver: Receiver) -> None:
     """A failed test send is reported, not retried, and does not count against the endpoint."""
-    import asyncio
-
     from syncd.webhooks_out.delivery import send_now
 
     hook = add_endpoint(engine, receiver.url, ["company.updated"])
@@ -195,9 +193,9 @@ def test_test_delivery_row_is_not_retried(engine: Engine, receiver: Receiver) ->
             session, hook.id, request_type="company.updated", account_id="a", environment_id="e"
         )
         delivery_id = row.id
-    outcome = asyncio.run(send_now(engine, FAST, delivery_id))
+    outcome = send_now(engine, FAST, delivery_id)
     assert outcome is not None and (outcome.ok, outcome.status_code) == (False, 500)
-    assert asyncio.run(send_now(engine, FAST, delivery_id)) is None  # not open any more
+    assert send_now(engine, FAST, delivery_id) is None  # not open any more
     with Session(engine) as session:
         row2 = session.get(WebhookDelivery, delivery_id)
         endpoint = session.get(WebhookEndpoint, hook.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -126,7 +127,7 @@ async def send_test_webhook_action(request: Request) -> Response:
     delivery_id = await run_db(request, work)
     daemon = request.app.state.daemon
     # Sent at once, through the same signing and logging path as every delivery, once.
-    outcome = await send_now(daemon.engine, webhook_settings(daemon.settings), delivery_id)
+    outcome = await run_in_threadpool(send_now, daemon.engine, webhook_settings(daemon.settings), delivery_id)
     if outcome is None:  # the row vanished meanwhile (its endpoint was deleted)
         return ok({"success": False, "response_code": 0, "failure_reason": "not sent"})
     # response_code is required by the SDK type: 0 when no HTTP response came back.
