@@ -116,7 +116,9 @@ def send(client: httpx.Client, job: Job) -> Outcome:
     }
     try:
         response = client.post(job.url, content=job.body, headers=headers)
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # any failure to send is a failed attempt, never a stuck claim
+        if not isinstance(exc, httpx.HTTPError):
+            log.warning("webhook_send_error", delivery_id=job.id, error=repr(exc))
         return Outcome(job, ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status_code < 300:
         return Outcome(job, ok=True, status_code=response.status_code)
