@@ -76,12 +76,13 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--companies", type=int, default=500)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    parser.add_argument("--concurrency", type=int, default=WebhookSettings.concurrency)
+    parser.add_argument("--concurrency", type=int, default=WebhookSettings().concurrency)
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
     url = args.database_url or f"sqlite:///{tmp.name}/bench.db"
     engine = make_engine(url)
+    backend = engine.url.get_backend_name()
     migrate.upgrade(engine)
     config = WebhookSettings(concurrency=args.concurrency)
     with session_scope(engine) as session:
@@ -115,7 +116,6 @@ def main() -> None:
         receiver.wait(10)
         engine.dispose()
         tmp.cleanup()
-    backend = make_engine(url).url.get_backend_name()
     print(f"backend: {backend}; {created} deliveries, {args.companies} companies, 1 endpoint")
     print(f"enqueue (publish one batch): {enqueue_s:.2f} s ({created / enqueue_s:,.0f}/s)")
     per = cpu / attempts * 1e3
