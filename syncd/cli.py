@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 
 from rich.console import Console
 from sqlalchemy.engine import Engine
@@ -80,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list installed adapters and their versions").set_defaults(
         handler=cmd_plugins
     )
+
+    adapters = sub.add_parser("adapters", help="enabled adapters").add_subparsers(
+        dest="adapters_command", required=True
+    )
+    resync = adapters.add_parser("resync", help="rebuild adapter targets (e.g. Redis) from current state")
+    resync.add_argument("name", nargs="?", help="only this adapter (default: every enabled adapter)")
+    resync.set_defaults(handler=cmd_adapters_resync)
 
     hooks = sub.add_parser("webhooks", help="outbound webhooks").add_subparsers(
         dest="webhooks_command", required=True
@@ -219,20 +225,40 @@ def cmd_stripe_emulator(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, settings: Settings) -> int:
-    from .plugins import ENTRY_POINT_GROUP
+    from dataclasses import asdict
 
-    rows = []
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = ep.dist
-        rows.append(
-            {
-                "name": ep.name,
-                "module": ep.value,
-                "distribution": dist.name if dist else None,
-                "version": dist.version if dist else None,
-            }
-        )
-    print(json.dumps(rows, indent=2))
+    from .plugins import installed_adapters
+
+    print(json.dumps([asdict(a) for a in installed_adapters(settings)], indent=2))
+    return 0
+
+
+def cmd_adapters_resync(args: argparse.Namespace, settings: Settings) -> int:
+    """Resync in this process: the same config reaches the same targets as the daemon."""
+    from . import migrate
+    from .daemon import Daemon
+    from .db import check_connection
+    from .exceptions import ValidationError
+    from .publish import call_each
+
+    daemon = Daemon(settings)
+    try:
+        check_connection(daemon.engine)
+        if not migrate.is_at_head(daemon.engine):
+            raise SyncdError("the database schema is not at the latest revision; run `syncd db upgrade`")
+        daemon.start_plugins()
+        assert daemon.plugins is not None
+        known = daemon.plugins.implementers("syncd_resync")
+        if args.name is not None and args.name not in known:
+            raise ValidationError(
+                f"no enabled adapter {args.name!r} can resync (enabled: {', '.join(known) or 'none'})"
+            )
+        names = [args.name] if args.name else known
+        call_each(daemon.plugins, "syncd_resync", daemon, names)
+    finally:
+        daemon.close()
+    for name in names:
+        print(f"resynced {name}")
     return 0
 
 

@@ -81,6 +81,7 @@ class SchedulerSettings:
     reconcile_cron_hour: int = 3
     outbox_interval_s: float = 1.0
     usage_flush_interval_s: float = 30.0
+    publish_interval_s: float = 0.2  # how often each adapter's publish job polls change_log
 
 
 @dataclass(frozen=True, slots=True)

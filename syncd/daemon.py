@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
 from .metrics import Metrics
 from .models import InboxEvent, OutboxMessage
+from .plugins import Plugins
+from .publish import PublishPump, call_each
 from .state import EntitlementStore
 from .stripe_emulator import BackgroundServer, EmulatorConfig
 
@@ -47,7 +49,7 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, extra_plugins: Mapping[str, object] | None = None) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=settings.database.pool_size)
         self.metrics = Metrics()
@@ -66,6 +68,10 @@ class Daemon:
         self.stripe_api_key = settings.stripe.api_key.get_secret_value() if settings.stripe.api_key else None
         secret = settings.stripe.webhook_secret.get_secret_value() if settings.stripe.webhook_secret else ""
         self.webhook_secrets = [s.strip() for s in secret.split(",") if s.strip()]
+        # Plugins: loaded in prepare(); `extra_plugins` are registered after the entry points.
+        self._extra_plugins = dict(extra_plugins or {})
+        self.plugins: Plugins | None = None
+        self.publisher: PublishPump | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def prepare(self, *, migrate_db: bool = True) -> None:
@@ -77,6 +83,7 @@ class Daemon:
             raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
         self._apply_catalog()
         self.store.load()
+        self.start_plugins()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -124,6 +131,8 @@ class Daemon:
         self.start_following()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
+            if self.publisher is not None:
+                self.publisher.install(scheduler, self.settings.scheduler.publish_interval_s)
             scheduler.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,6 +158,9 @@ class Daemon:
                 try:
                     self.store.follow()
                     self.store.refresh_expired()
+                    # After a bulk load, build snapshots in chunks, still following between them.
+                    while self.store.warm() and not self._stop_following.is_set():
+                        self.store.follow()
                 except Exception:  # keep following: the next tick retries from the same cursor
                     log.exception("store_follow_failed")
 
@@ -177,10 +189,35 @@ class Daemon:
             server.should_exit = True
 
     def close(self) -> None:
+        self.stop_plugins()
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
         self.engine.dispose()
+
+    # -- plugins -----------------------------------------------------------------------
+    def start_plugins(self) -> None:
+        """Load the plugins, call ``syncd_startup`` and set up the publish cursors.
+
+        The adapters' start-up resync runs in their first publish run, so an unreachable
+        target (Redis down) delays only that adapter, never the daemon's start.
+        """
+        if self.plugins is not None:
+            return
+        plugins = Plugins.load(self.settings, extra=self._extra_plugins)
+        call_each(plugins, "syncd_startup", self)
+        self.plugins = plugins
+        self.publisher = PublishPump(self, plugins)
+        self.publisher.prepare()
+
+    def stop_plugins(self) -> None:
+        plugins, self.plugins, self.publisher = self.plugins, None, None
+        if plugins is None:
+            return
+        try:
+            call_each(plugins, "syncd_shutdown", self)
+        except Exception:  # a plugin failing to close must not keep the daemon from stopping
+            log.exception("plugin_shutdown_failed")
 
     # -- health ----------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:

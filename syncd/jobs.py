@@ -48,3 +48,10 @@ def refresh_gauges() -> None:
 def nightly_maintenance() -> None:
     with structlog.contextvars.bound_contextvars(job="nightly_maintenance", job_run=uuid.uuid4().hex[:12]):
         prune_idempotency_keys()
+
+
+def publish_changes(adapter: str) -> None:
+    """Publish ``change_log`` rows the adapter has not seen yet (one job per adapter)."""
+    publisher = current_daemon().publisher
+    if publisher is not None:
+        publisher.run(adapter)

@@ -18,6 +18,7 @@ from ..engine.wire import Subscription, parse_ts
 from ..exceptions import ValidationError
 from . import companies, users
 from .audit import Actor
+from .credits import consume_credits
 from .metering import TrackInput, TrackOutcome, track_events
 
 EVENT_TYPES = ("identify", "track", "flag_check")
@@ -66,6 +67,12 @@ class IngestResult:
 
 CompanyResolver = Callable[[Mapping[str, str]], str | None]
 SubscriptionOf = Callable[[str], Subscription | None]
+# (company id, event) -> [(credit type id, consumption rate)] of the credit entitlements it burns.
+CreditsOf = Callable[[str, str], Sequence[tuple[str, float]]]
+
+
+def _no_credits(company_id: str, event: str) -> Sequence[tuple[str, float]]:
+    return ()
 
 
 def _fail(index: int, message: str, code: str) -> ValidationError:
@@ -101,6 +108,7 @@ def ingest(
     subscription_of: SubscriptionOf,
     actor: Actor,
     now: dt.datetime,
+    credits_of: CreditsOf = _no_credits,
 ) -> IngestResult:
     """Validate every event, then apply them in one transaction."""
     tracks: list[tuple[int, RawEvent, _Track]] = []
@@ -163,4 +171,7 @@ def ingest(
         )
     subs = {t.company_id: subscription_of(t.company_id) for t in inputs}
     outcome = track_events(session, inputs, subs, now) if inputs else TrackOutcome(0, 0)
+    for tracked in outcome.events:
+        for credit_id, rate in credits_of(tracked.company_id, tracked.event_subtype):
+            consume_credits(session, tracked.company_id, credit_id, tracked.quantity, rate, now)
     return IngestResult(outcome, len(identifies), checks)

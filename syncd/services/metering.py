@@ -45,6 +45,7 @@ class TrackInput:
 class TrackOutcome:
     accepted: int
     duplicates: int
+    events: tuple[TrackInput, ...] = ()  # the accepted ones
 
 
 def _insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
@@ -132,4 +133,4 @@ def track_events(
     )
     session.execute(stmt)
     entitlements_changed(session, {e.company_id for e in accepted})
-    return TrackOutcome(len(accepted), len(events) - len(accepted))
+    return TrackOutcome(len(accepted), len(events) - len(accepted), tuple(accepted))

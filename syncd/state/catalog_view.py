@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -17,7 +18,6 @@ from ..engine import wire
 from ..engine.compile import EntitlementSpec, compile_plan_rules
 from ..models import (
     CatalogSettingsRow,
-    CompanyOverride,
     Condition,
     ConditionGroup,
     Feature,
@@ -50,6 +50,15 @@ class CatalogView:
     fallback_plan_id: str | None = None
     trial_expiry_plan_id: str | None = None
     plan_names: dict[str, str] = field(default_factory=dict)
+    by_version: dict[str, list[EntitlementSpec]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for spec in self.plan_specs:
+            self.by_version.setdefault(spec.plan_version_id or "", []).append(spec)
+
+    def specs_for(self, company: wire.Company) -> list[EntitlementSpec]:
+        """The plan entitlements that can apply to a company (those of its plan versions)."""
+        return [s for v in company.plan_version_ids for s in self.by_version.get(v, ())]
 
     def published_version(self, plan_id: str | None) -> tuple[str, str] | None:
         if plan_id is None or plan_id not in self.published:
@@ -101,14 +110,15 @@ def _hand_written_rules(
 
 
 def entitlement_spec(
-    row: PlanEntitlement | CompanyOverride,
+    row: Any,
     feature: Feature,
     flag: Flag,
     traits: dict[str, wire.TraitDefinition],
     name: str,
+    *,
+    is_override: bool,
 ) -> EntitlementSpec:
-    """One plan entitlement or company override as the compiler's input."""
-    is_override = isinstance(row, CompanyOverride)
+    """One plan entitlement or company override row (ORM or plain) as the compiler's input."""
     return EntitlementSpec(
         id=row.id,
         feature_id=feature.id,
@@ -124,14 +134,14 @@ def entitlement_spec(
         metric_period_month_reset=row.metric_period_month_reset,
         credit_id=row.value_credit_id,
         consumption_rate=row.credit_consumption_rate,
-        plan_id=None if is_override else row.plan_id,  # type: ignore[union-attr]
-        plan_version_id=None if is_override else row.plan_version_id,  # type: ignore[union-attr]
-        company_id=row.company_id if is_override else None,  # type: ignore[union-attr]
-        expires_at=row.expiration_date if is_override else None,  # type: ignore[union-attr]
+        plan_id=None if is_override else row.plan_id,
+        plan_version_id=None if is_override else row.plan_version_id,
+        company_id=row.company_id if is_override else None,
+        expires_at=row.expiration_date if is_override else None,
         name=name,
         rule_id=row.rule_id,
         rule_id_usage_exceeded=row.rule_id_usage_exceeded,
-        soft_limit=None if is_override else row.soft_limit,  # type: ignore[union-attr]
+        soft_limit=None if is_override else row.soft_limit,
     )
 
 
@@ -151,7 +161,7 @@ def load_catalog_view(session: Session, now: dt.datetime) -> CatalogView:
         flag = flag_by_feature.get(row.feature_id)
         if feature is None or flag is None:
             continue  # a feature without a flag gates nothing
-        specs.append(entitlement_spec(row, feature, flag, traits, plans[row.plan_id].name))
+        specs.append(entitlement_spec(row, feature, flag, traits, plans[row.plan_id].name, is_override=False))
     hand = _hand_written_rules(session, traits)
     flags = [
         wire.Flag(

@@ -53,11 +53,12 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 def _rows(session: Session, model: Any, column: Any, ids: Sequence[str] | None) -> list[Any]:
-    stmt = select(model)
+    """Plain rows (attribute access by column name): no ORM instances for bulk reads."""
+    stmt = select(model.__table__)
     if ids is not None:
         where: ColumnElement[bool] = col(column).in_(ids)
         stmt = stmt.where(where)
-    return list(session.exec(stmt).all())
+    return list(session.connection().execute(stmt).all())
 
 
 def _grouped(rows: Iterable[Any], attr: str) -> dict[str, list[Any]]:
@@ -163,13 +164,17 @@ def _credit_balances(
     return dict(balances), bounds
 
 
-def _override_specs(rows: Sequence[CompanyOverride], view: CatalogView) -> list[EntitlementSpec]:
+def _override_specs(rows: Sequence[Any], view: CatalogView) -> list[EntitlementSpec]:
     specs = []
     for row in rows:
         feature = view.features.get(row.feature_id)
         flag = view.flag_by_feature.get(row.feature_id)
         if feature is not None and flag is not None:
-            specs.append(entitlement_spec(row, feature, flag, view.traits, f"{feature.name} override"))
+            specs.append(
+                entitlement_spec(
+                    row, feature, flag, view.traits, f"{feature.name} override", is_override=True
+                )
+            )
     return specs
 
 
@@ -234,10 +239,23 @@ def _load_batch(
         )
         specs = _override_specs(overrides.get(cid, []), view)
         company.rules = compile_override_rules(specs, cid, now)
-        company.entitlements = build_entitlements([*view.plan_specs, *specs], company, now)
+        company.entitlements = build_entitlements([*view.specs_for(company), *specs], company, now)
         expiries = [s.expires_at for s in specs if s.expires_at is not None and s.expires_at > now]
         out[cid] = LoadedCompany(company, tuple([*bounds, *credit_bounds, *expiries]))
     return out
+
+
+def conservative_validity(item: LoadedCompany, now: dt.datetime) -> float:
+    """An instant up to which a company's loaded state is certainly current, without
+    evaluating its flags: its own boundaries, the next UTC midnight (every calendar metric
+    period starts at one) and its billing period's next reset and ends."""
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    times = [midnight, *(b for b in item.boundaries if b > now)]
+    sub = item.company.subscription
+    if sub is not None:
+        times.append(next_reset("current_month", "billing_cycle", sub, now) or midnight)
+        times.extend(t for t in (sub.period_start, sub.period_end) if t > now)
+    return min(times).timestamp()
 
 
 def _subscription(

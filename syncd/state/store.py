@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,12 +40,13 @@ from ..engine.wire import CheckFlagResult, Preflight
 from ..models import ChangeLog
 from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED
 from .catalog_view import CatalogView, load_catalog_view
-from .loader import LoadedCompany, load_companies
+from .loader import LoadedCompany, conservative_validity, load_companies
 from .users import KeyConflictError, UserCache
 
 log = structlog.get_logger(__name__)
 
 FOLLOW_BATCH = 5000
+WARM_BATCH = 500
 Clock = Callable[[], dt.datetime]
 
 
@@ -73,6 +75,7 @@ class EntitlementStore:
         self._key_index: dict[tuple[str, str], str] = {}
         self._keys_of: dict[str, tuple[tuple[str, str], ...]] = {}
         self._expiry: list[tuple[float, str]] = []  # (valid_until, company id) min-heap
+        self._valid_until: dict[str, float] = {}  # epoch seconds; the heap may hold stale entries
         self.users = UserCache(engine)
         self.listeners: list[Callable[[Published], None]] = []
 
@@ -88,15 +91,16 @@ class EntitlementStore:
             self._key_index.clear()
             self._keys_of.clear()
             self._expiry.clear()
+            self._valid_until.clear()
             loaded = load_companies(session, self.view, None, now)
             for cid, item in loaded.items():
-                self._install(cid, item, now)
+                self._install(cid, item, now, build=False)
             self.users.clear()
             self.loaded = True
         log.info("entitlements_loaded", companies=len(loaded), flags=len(self.view.flags), cursor=self.cursor)
         return len(loaded)
 
-    def _install(self, cid: str, item: LoadedCompany, now: dt.datetime) -> None:
+    def _install(self, cid: str, item: LoadedCompany, now: dt.datetime, *, build: bool = True) -> None:
         for pair in self._keys_of.get(cid, ()):
             if self._key_index.get(pair) == cid:
                 del self._key_index[pair]
@@ -104,11 +108,25 @@ class EntitlementStore:
         for pair in pairs:
             self._key_index[pair] = cid
         self._keys_of[cid] = pairs
-        snap = self.evaluator.update_company(item.company, item.boundaries, now)
-        if snap.valid_until != float("inf"):
-            heapq.heappush(self._expiry, (snap.valid_until, cid))
+        snap = self.evaluator.update_company(item.company, item.boundaries, now, build=build)
+        # Until its snapshot exists, a company is trusted up to a conservative bound.
+        self._expire_at(cid, snap.valid_until if snap else conservative_validity(item, now))
+
+    def _expire_at(self, cid: str, valid_until: float) -> None:
+        self._valid_until[cid] = valid_until
+        if valid_until != math.inf:
+            heapq.heappush(self._expiry, (valid_until, cid))
+
+    def warm(self, limit: int = WARM_BATCH) -> int:
+        """Build deferred snapshots (after a bulk load); returns how many were built."""
+        with self._lock:
+            built = self.evaluator.warm(limit, self._clock())
+            for snap in built:
+                self._expire_at(snap.company.id, snap.valid_until)
+        return len(built)
 
     def _forget(self, cid: str) -> None:
+        self._valid_until.pop(cid, None)
         for pair in self._keys_of.pop(cid, ()):
             if self._key_index.get(pair) == cid:
                 del self._key_index[pair]
@@ -124,9 +142,10 @@ class EntitlementStore:
             assert self.view is not None, "load() first"
             now = self._clock()
             loaded = load_companies(session, self.view, ids, now)
+            build = len(ids) <= WARM_BATCH  # big reloads answer at once and warm in the background
             for cid in ids:
                 if cid in loaded:
-                    self._install(cid, loaded[cid], now)
+                    self._install(cid, loaded[cid], now, build=build)
                 else:
                     self._forget(cid)
         deleted = frozenset(cid for cid in ids if cid not in loaded)
@@ -196,8 +215,7 @@ class EntitlementStore:
         with self._lock:
             while self._expiry and self._expiry[0][0] <= now_ts:
                 _, cid = heapq.heappop(self._expiry)
-                snap = self.evaluator.snapshot(cid)
-                if snap is not None and snap.valid_until <= now_ts:
+                if self._valid_until.get(cid, math.inf) <= now_ts:
                     due.add(cid)
             if due:
                 self.reload(due)
@@ -224,8 +242,7 @@ class EntitlementStore:
         return self.evaluator.flags
 
     def _fresh(self, company_id: str) -> None:
-        snap = self.evaluator.snapshot(company_id)
-        if snap is not None and snap.valid_until <= self._clock().timestamp():
+        if self._valid_until.get(company_id, math.inf) <= self._clock().timestamp():
             self.reload([company_id])
 
     def check(

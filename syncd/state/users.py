@@ -41,10 +41,11 @@ class UserCache:
                 del self._by_key[pair]
 
     def resolve(self, keys: Mapping[str, str]) -> wire.User | None:
-        found = {self._by_key.get((k, v)) for k, v in keys.items()}
-        found.discard(None)
+        # By id: wire.User is a mutable dataclass, so it cannot go in a set.
+        cached = [self._by_key.get((k, v)) for k, v in keys.items()]
+        found = {u.id: u for u in cached if u is not None}
         if len(found) == 1 and len(keys) == 1:
-            return found.pop()
+            return next(iter(found.values()))
         user = self._load(keys)
         if user is not None:
             with self._lock:
@@ -52,7 +53,7 @@ class UserCache:
                     self._by_key.clear()
                 for pair in user.keys.items():
                     self._by_key[pair] = user
-        ids = {u.id for u in found if u is not None} | ({user.id} if user else set())
+        ids = set(found) | ({user.id} if user else set())
         if len(ids) > 1:
             raise KeyConflictError("the user keys given belong to different users")
         return user

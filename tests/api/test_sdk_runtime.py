@@ -229,3 +229,21 @@ def test_plan_entitlement_change_reaches_checks_at_once(demo_api: ApiServer) -> 
     )
     data = sdk.features.check_flag(flag_key, company=keys).data
     assert (data.value, data.rule_type) == (True, "plan_entitlement")
+
+
+def test_plan_credits_are_granted_and_burned_by_tracked_usage(demo_api: ApiServer) -> None:
+    keys = _company(demo_api)  # Free grants 100 AI credits a month; one query costs one
+    with demo_api.http("secret") as http:
+        check = http.post("/flags/ai-assistant/check", json={"company": keys}).json()["data"]
+        assert check["value"] is True and check["entitlement"]["credit_remaining"] == 100
+        flags = http.post("/flags/check", json={"company": keys}).json()["data"]
+        assert [b["remaining"] for b in flags["credit_balances"].values()] == [100]
+        event = {"type": "track", "body": {"event": "ai-query", "company": keys, "quantity": 60}}
+        assert http.post("/batch", json={"events": [event]}).status_code == 200
+        check = http.post("/flags/ai-assistant/check", json={"company": keys}).json()["data"]
+        assert check["value"] is True and check["entitlement"]["credit_remaining"] == 40
+        assert http.post("/batch", json={"events": [event]}).status_code == 200
+        check = http.post("/flags/ai-assistant/check", json={"company": keys}).json()["data"]
+    assert check["value"] is False
+    assert check["rule_type"] == "plan_entitlement_usage_exceeded"
+    assert check["entitlement"]["credit_remaining"] == -20  # the draw that overdrew is recorded whole

@@ -277,3 +277,27 @@ def test_other_process_changes_arrive_through_the_change_log(store: EntitlementS
     assert other.check({"slug": "acme"}, None, "daily").value is True  # other has not followed yet
     assert other.follow() >= 1
     assert other.check({"slug": "acme"}, None, "daily").value is False
+
+
+@pytest.mark.parametrize(("migration", "allocation"), [("immediate", 200), ("leave", 100)])
+def test_publishing_a_plan_version_reaches_moved_companies_only(
+    store: EntitlementStore, migration: str, allocation: int
+) -> None:
+    cid = _new_company(store)
+    premium = next(p for p, n in store.view.plan_names.items() if n == "Premium")  # type: ignore[union-attr]
+    with _session(store) as session:
+        company_plans.update_company_plans(session, cid, base_plan_id=premium, add_on_ids=[])
+        session.commit()
+    store.follow()
+    published = CATALOG.replace(
+        'daily = { type = "numeric", value = 100, period = "current_day" }',
+        'daily = { type = "numeric", value = 200, period = "current_day" }',
+    ).replace(
+        'key = "premium"\nname = "Premium"', f'key = "premium"\nname = "Premium"\nmigration = "{migration}"'
+    )
+    with _session(store) as session:
+        apply_catalog(session, loads(published))
+        session.commit()
+    assert store.follow() >= 1
+    result = _check(store, "daily")
+    assert result.entitlement is not None and result.entitlement.allocation == allocation

@@ -165,6 +165,16 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
         company = store.company(company_id)
         return None if company is None else company.subscription
 
+    def credits_of(company_id: str, event: str) -> list[tuple[str, float]]:
+        company = store.company(company_id)
+        if company is None:
+            return []
+        return [
+            (e.credit_id, 1.0 if e.consumption_rate is None else e.consumption_rate)
+            for e in company.entitlements
+            if e.value_type == "credit" and e.event_subtype == event and e.credit_id
+        ]
+
     def work(session: Session) -> IngestResult:
         return ingest(
             session,
@@ -174,6 +184,7 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
             subscription_of=subscription_of,
             actor=actor,
             now=dt.datetime.now(dt.UTC),
+            credits_of=credits_of,
         )
 
     return await run_db(request, work)
