@@ -1,22 +1,24 @@
 """The webhook adapter: change-log batches become outbound webhook deliveries.
 
-``syncd_publish`` writes the batch's deliveries in one transaction (stable ids: a batch
-published twice creates nothing twice) and wakes the delivery worker, which
-``syncd_startup`` starts in a background thread and ``syncd_shutdown`` stops. The code
-lives in ``syncd.webhooks_out``; see it for ordering, retries and signatures.
+Enabled by ``[plugins.webhook] enabled = true``; options in the same section (see
+``syncd.webhooks_out.config``). ``syncd_publish`` writes a batch's deliveries in one
+transaction (stable ids: a batch published twice creates nothing twice) and wakes the
+delivery worker, which ``syncd_startup`` starts in a background thread and
+``syncd_shutdown`` stops. The code lives in ``syncd.webhooks_out``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlmodel import Session
 
+from syncd.config import Settings
 from syncd.hookspecs import Change, hookimpl
 from syncd.models import utcnow
-from syncd.webhooks_out.config import webhook_settings
+from syncd.webhooks_out.config import WebhookSettings, parse
 from syncd.webhooks_out.enqueue import publish
 from syncd.webhooks_out.worker import DeliveryWorker
 
@@ -24,37 +26,42 @@ if TYPE_CHECKING:
     from syncd.daemon import Daemon
 
 log = structlog.get_logger(__name__)
-# One worker per daemon (a process normally runs one daemon; tests may run several).
-_workers: dict[int, DeliveryWorker] = {}
 
 
-@hookimpl
-def syncd_startup(daemon: Daemon) -> None:
-    config = webhook_settings(daemon.settings)
-    if config.enabled and id(daemon) not in _workers:
-        _workers[id(daemon)] = DeliveryWorker(daemon.engine, config).start()
+class WebhookAdapter:
+    """One per daemon: its settings and its delivery worker."""
 
+    def __init__(self, config: WebhookSettings) -> None:
+        self.config = config
+        self.worker: DeliveryWorker | None = None
 
-@hookimpl
-def syncd_shutdown(daemon: Daemon) -> None:
-    worker = _workers.pop(id(daemon), None)
-    if worker is not None:
-        worker.stop()
+    @hookimpl
+    def syncd_startup(self, daemon: Daemon) -> None:
+        if self.config.deliver and self.worker is None:
+            self.worker = DeliveryWorker(daemon.engine, self.config).start()
 
-
-@hookimpl
-def syncd_publish(daemon: Daemon, changes: Sequence[Change]) -> None:
-    with Session(daemon.engine) as session:
-        created = publish(session, changes, utcnow())
-        session.commit()
-    if created:
-        log.debug("webhook_deliveries_created", count=created, last_seq=changes[-1].seq)
-        worker = _workers.get(id(daemon))
+    @hookimpl
+    def syncd_shutdown(self, daemon: Daemon) -> None:
+        worker, self.worker = self.worker, None
         if worker is not None:
-            worker.wake()
+            worker.stop()
+
+    @hookimpl
+    def syncd_publish(self, daemon: Daemon, changes: Sequence[Change]) -> None:
+        with Session(daemon.engine) as session:
+            created = publish(session, changes, utcnow())
+            session.commit()
+        if created:
+            log.debug("webhook_deliveries_created", count=created, last_seq=changes[-1].seq)
+            if self.worker is not None:
+                self.worker.wake()
+
+    @hookimpl
+    def syncd_resync(self, daemon: Daemon) -> None:
+        """Nothing to rebuild: webhooks are events, not a copy of state (``entitlements.updated``
+        carries the full state with every change)."""
 
 
-@hookimpl
-def syncd_resync(daemon: Daemon) -> None:
-    """Nothing to rebuild: webhooks are events, not a copy of state (``entitlements.updated``
-    carries the full state on every change)."""
+def make_plugin(config: Mapping[str, Any], settings: Settings) -> WebhookAdapter:
+    """Called by the plugin manager with ``[plugins.webhook]``; bad settings fail the start."""
+    return WebhookAdapter(parse(config))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +77,7 @@ UPDATABLE = (
 )
 SIGNATURE_SCHEMES = ("standard", "schematic", "both")
 TEST_REQUEST_TYPE = "test.send"
+TEST_CLAIM = timedelta(minutes=2)
 
 
 def new_secret() -> str:
@@ -216,12 +218,16 @@ def send_test_webhook_action(
     environment_id: str,
     actor: Actor = SYSTEM,
 ) -> WebhookDelivery:
-    """Enqueue a ``test.send`` delivery to the endpoint (the API then sends it at once)."""
+    """Create a ``test.send`` delivery to the endpoint, claimed for the caller to send at once."""
     endpoint = require(session, WebhookEndpoint, webhook_id, "webhook")
     check_choice(request_type, REQUEST_TYPES, "request_type")
     delivery = WebhookDelivery(
         webhook_id=endpoint.id,
         request_type=TEST_REQUEST_TYPE,
+        # Claimed for the caller, who sends it at once; should it never do so (a crash), the
+        # delivery worker takes it over when the claim expires.
+        status="sending",
+        next_attempt_at=utcnow() + TEST_CLAIM,
         payload={
             "action": TEST_REQUEST_TYPE,
             "account_id": account_id,

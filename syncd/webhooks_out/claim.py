@@ -196,11 +196,17 @@ def claim(engine: Engine, config: WebhookSettings, now: datetime | None = None) 
     return jobs
 
 
-def claim_one(engine: Engine, config: WebhookSettings, delivery_id: str) -> Job | None:
-    """Claim one delivery regardless of its endpoint's status (test sends)."""
+def claimed_job(engine: Engine, config: WebhookSettings, delivery_id: str) -> Job | None:
+    """The job of a delivery created already claimed (a test send), its claim renewed; None
+    if it is no longer claimed (sent, or taken over by a worker after the claim expired)."""
     now = utcnow()
     with Session(engine) as session:
-        claimed = _claim_rows(session, [delivery_id], now, now + timedelta(seconds=config.claim_ttl_s))
-        jobs = _jobs(session, [[delivery_id]], config) if claimed else []
+        renewed = session.exec(
+            update(D)
+            .where(col(D.id) == delivery_id, col(D.status) == "sending")
+            .values(next_attempt_at=now + timedelta(seconds=config.claim_ttl_s), updated_at=now)
+            .returning(col(D.id))
+        ).first()
+        jobs = _jobs(session, [[delivery_id]], config) if renewed else []
         session.commit()
     return jobs[0][0] if jobs else None

@@ -1,4 +1,8 @@
-"""The webhook adapter's settings: ``[plugins.webhook]`` in the config file."""
+"""The webhook adapter's settings: ``[plugins.webhook]`` in the config file.
+
+``enabled`` (the adapter on or off) and the publish pump's ``retry_*`` keys live in the
+same section and are left to their owners.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ from ..config import Settings
 from ..exceptions import ConfigError
 
 SCHEMES = ("standard", "schematic", "both")
+# Keys of the same section read by the plugin system and the publish pump, not by us.
+_PLUGIN_KEYS = ("enabled", "retry_initial_s", "retry_max_s")
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    enabled: bool = True  # run the delivery worker in the daemon
+    deliver: bool = True  # run the delivery worker in this daemon (false: only enqueue)
     signature: str = "standard"  # default scheme; endpoints may override (standard|schematic|both)
     max_attempts: int = 6  # Schematic's policy: the first try plus up to 5 retries
     backoff_initial_s: float = 30.0
@@ -38,8 +44,11 @@ def parse(raw: Mapping[str, Any]) -> WebhookSettings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         where = f"[plugins.webhook] {key}"
+        if key in _PLUGIN_KEYS:
+            continue
         if key not in fields:
-            raise ConfigError(where, "unknown key", f"use one of: {', '.join(sorted(fields))}")
+            known = sorted([*fields, *_PLUGIN_KEYS])
+            raise ConfigError(where, "unknown key", f"use one of: {', '.join(known)}")
         default = fields[key].default
         if isinstance(default, bool):
             if not isinstance(value, bool):

@@ -31,7 +31,7 @@ from ..models import WebhookDelivery, WebhookEndpoint, utcnow
 from ..services.audit import SYSTEM, record
 from ..services.webhooks import TEST_REQUEST_TYPE
 from .claim import OPEN as OPEN
-from .claim import Job, claim, claim_one
+from .claim import Job, claim, claimed_job
 from .config import WebhookSettings
 from .signing import signed_headers
 
@@ -228,8 +228,9 @@ def deliver_round(engine: Engine, sender: Sender) -> int:
 
 
 def send_now(engine: Engine, config: WebhookSettings, delivery_id: str) -> Outcome | None:
-    """Send one delivery right away (``POST /webhooks/{id}/test``); None if it was not open."""
-    job = claim_one(engine, config, delivery_id)
+    """Send a delivery created claimed (``POST /webhooks/{id}/test``) right away; None if it is
+    no longer claimed."""
+    job = claimed_job(engine, config, delivery_id)
     if job is None:
         return None
     with make_client(config) as client:

@@ -16,8 +16,10 @@ from standardwebhooks import Webhook
 from syncd import hookspecs
 from syncd.config import CatalogSettings, DatabaseSettings, SchedulerSettings, Settings
 from syncd.daemon import Daemon
-from syncd.exceptions import ConfigError
+from syncd.db import session_scope
+from syncd.exceptions import ConfigError, StartupError
 from syncd.hookspecs import Change
+from syncd.services.changes import record_event
 from syncd.webhooks_out.config import parse
 from syncd_webhook import plugin
 
@@ -46,46 +48,70 @@ def _daemon(sqlite_url: str, **webhook: object) -> Daemon:
         database=DatabaseSettings(url=SecretStr(sqlite_url)),
         catalog=CatalogSettings(path=None),
         scheduler=SchedulerSettings(enabled=False),
-        plugins={"webhook": {"poll_interval_s": 0.05, **webhook}},
+        plugins={"webhook": {"enabled": True, "poll_interval_s": 0.05, "retry_max_s": 5, **webhook}},
     )
     daemon = Daemon(settings)
-    daemon.prepare()
+    daemon.prepare()  # loads the adapter from its entry point and calls syncd_startup
     return daemon
 
 
-def test_adapter_hooks_publish_and_the_worker_delivers(sqlite_url: str, receiver: Receiver) -> None:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name="webhook")
-    pm.check_pending()  # every hookimpl matches a spec
+def test_daemon_publish_pump_feeds_the_adapter_and_the_worker_delivers(
+    sqlite_url: str, receiver: Receiver
+) -> None:
     daemon = _daemon(sqlite_url)
-    hook = add_endpoint(daemon.engine, receiver.url, ["company.updated"])
-    pm.hook.syncd_startup(daemon=daemon)
     try:
-        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))
+        assert daemon.plugins is not None and "webhook" in daemon.plugins.publishers()
+        assert daemon.publisher is not None
+        adapter = daemon.plugins.pm.get_plugin("webhook")
+        assert adapter.worker is not None and adapter.worker.running
+        hook = add_endpoint(daemon.engine, receiver.url, ["company.updated"])
+        with session_scope(daemon.engine) as session:
+            for n in range(3):
+                for company in ("comp_0", "comp_1"):
+                    record_event(session, "company.updated", company, {"body": {"company": company, "n": n}})
+        assert daemon.publisher.run("webhook") == 6  # the pump hands the batch to syncd_publish
         got = receiver.wait_for(6, timeout=10)
-        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))  # the same batch again
-        pm.hook.syncd_resync(daemon=daemon)
+        assert daemon.publisher.run("webhook") == 0
     finally:
-        pm.hook.syncd_shutdown(daemon=daemon)
+        daemon.close()  # syncd_shutdown stops the worker
+    assert not adapter.worker
     for received in got:
         Webhook(hook.secret).verify(received.body, received.headers)
     for company in ("comp_0", "comp_1"):
         assert [r.json["body"]["n"] for r in got if r.json["company_id"] == company] == [0, 1, 2]
-    assert len(deliveries(daemon.engine)) == 6 and len(receiver.received) == 6
-    daemon.close()
+    assert len(receiver.received) == 6
 
 
-def test_disabled_worker_is_not_started_and_bad_settings_are_refused(sqlite_url: str) -> None:
-    daemon = _daemon(sqlite_url, enabled=False)
-    plugin.syncd_startup(daemon=daemon)
-    assert id(daemon) not in plugin._workers
-    plugin.syncd_shutdown(daemon=daemon)
-    daemon.close()
+def test_adapter_hooks_match_the_specs_and_a_batch_twice_is_harmless(
+    sqlite_url: str, receiver: Receiver
+) -> None:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin.make_plugin({"deliver": False}, Settings()), name="webhook")
+    pm.check_pending()  # every hookimpl matches a spec
+    daemon = _daemon(sqlite_url, deliver=False)
+    try:
+        add_endpoint(daemon.engine, receiver.url, ["company.updated"])
+        pm.hook.syncd_startup(daemon=daemon)
+        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))
+        pm.hook.syncd_publish(daemon=daemon, changes=_events(2, 3))
+        pm.hook.syncd_resync(daemon=daemon)
+        pm.hook.syncd_shutdown(daemon=daemon)
+        assert len(deliveries(daemon.engine)) == 6
+        assert receiver.received == []  # deliver = false: enqueued, not sent by this process
+    finally:
+        daemon.close()
+
+
+def test_bad_settings_are_refused_at_start(sqlite_url: str) -> None:
     for bad in ({"signature": "md5"}, {"max_attempts": 0}, {"timeout_s": "10"}, {"retries": 3}):
         with pytest.raises(ConfigError, match=r"\[plugins.webhook\]"):
             parse(bad)
-    assert parse({"signature": "both", "max_attempts": 2}).max_attempts == 2
+    with pytest.raises(StartupError, match="adapter 'webhook' failed to load: ConfigError"):
+        _daemon(sqlite_url, signature="md5")
+    assert (
+        parse({"signature": "both", "max_attempts": 2, "enabled": True, "retry_max_s": 3}).max_attempts == 2
+    )
 
 
 def test_concurrent_workers_send_each_delivery_once_and_in_order(
