@@ -123,7 +123,7 @@ def open_count(engine: Engine) -> int:
         ).one()
 
 
-def drain(engine: Engine, config: WebhookSettings = FAST, idle: float = 1.0, timeout: float = 20.0) -> int:
+def drain(engine: Engine, config: WebhookSettings = FAST, idle: float = 0.6, timeout: float = 20.0) -> int:
     """Run delivery rounds until nothing is open (pending or claimed), or nothing has been
     attempted for ``idle`` seconds (e.g. the endpoint is disabled); returns attempts made."""
     made = 0

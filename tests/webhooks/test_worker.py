@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import threading
-from pathlib import Path
+import time
 
 import pluggy
 import pytest
@@ -140,22 +140,24 @@ def test_concurrent_workers_send_each_delivery_once_and_in_order(
         assert [r.json["body"]["n"] for r in got if r.json["company_id"] == f"comp_{c}"] == list(range(10))
 
 
-def test_worker_survives_a_round_failure(tmp_path: Path, receiver: Receiver) -> None:
+def test_worker_survives_a_round_failure(engine: Engine, receiver: Receiver) -> None:
     """A database error in a round is logged and retried, not fatal to the thread."""
-    from syncd import migrate
-    from syncd.db import make_engine
+    from sqlalchemy import text
+
     from syncd.webhooks_out.worker import DeliveryWorker
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables yet: rounds fail
+    add_endpoint(engine, receiver.url, ["company.updated"])
+    publish_changes(engine, _events(1, 1))
+    with engine.begin() as conn:  # rounds fail while the table is missing
+        conn.execute(text("ALTER TABLE webhook_delivery RENAME TO webhook_delivery_away"))
     worker = DeliveryWorker(engine, FAST).start()
     try:
-        assert worker.running
-        migrate.upgrade(engine)
-        add_endpoint(engine, receiver.url, ["company.updated"])
-        publish_changes(engine, _events(1, 1))
+        time.sleep(0.2)
+        assert worker.running and receiver.received == []
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE webhook_delivery_away RENAME TO webhook_delivery"))
         worker.wake()
         receiver.wait_for(1, timeout=10)
     finally:
         worker.stop()
     assert not worker.running
-    engine.dispose()
