@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import structlog
 import tenacity
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, select
 
 from .. import __version__
@@ -127,20 +127,21 @@ def send(client: httpx.Client, job: Job) -> Outcome:
 
 # -- recording ---------------------------------------------------------------------------
 def _row_update(outcome: Outcome, config: WebhookSettings, now: datetime) -> dict[str, Any]:
+    """The new column values of an attempted delivery (the same keys for every row)."""
     job = outcome.job
-    if not outcome.attempted:
-        return {"id": job.id, "status": "pending", "next_attempt_at": now, "updated_at": now}
     attempts = job.attempts + 1
     values: dict[str, Any] = {
-        "id": job.id,
+        "row_id": job.id,
+        "status": "success",
         "attempts": attempts,
         "response_code": outcome.status_code,
         "sent_at": now,
         "updated_at": now,
         "last_error": outcome.error,
+        "next_attempt_at": now,
     }
     if outcome.ok:
-        values["status"] = "success"
+        pass
     elif job.request_type == TEST_REQUEST_TYPE:
         values["status"] = "failure"  # a test send is tried once and reported to the caller
     elif attempts >= config.max_attempts:
@@ -151,19 +152,37 @@ def _row_update(outcome: Outcome, config: WebhookSettings, now: datetime) -> dic
     return values
 
 
+def _claimed(*columns: str) -> Any:
+    """``UPDATE webhook_delivery`` of one still-claimed row per parameter set (executemany).
+
+    Rows that are no longer ours (deleted with their endpoint meanwhile) are skipped."""
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.status == "sending")
+        .values({c: bindparam(c) for c in columns})
+    )
+
+
 def record_outcomes(
     engine: Engine, outcomes: Sequence[Outcome], config: WebhookSettings, now: datetime | None = None
 ) -> None:
     now = now or utcnow()
-    if not outcomes:
-        return
-    updates = [_row_update(o, config, now) for o in outcomes]
+    attempted = [o for o in outcomes if o.attempted]
+    updates = [_row_update(o, config, now) for o in attempted]
+    released = [
+        {"row_id": o.job.id, "status": "pending", "next_attempt_at": now} for o in outcomes if not o.attempted
+    ]
     with Session(engine) as session:
-        session.exec(update(WebhookDelivery), params=updates)
-        _track_endpoints(session, outcomes, updates, config, now)
+        connection = session.connection()
+        if updates:
+            connection.execute(_claimed(*(k for k in updates[0] if k != "row_id")), updates)
+        if released:
+            connection.execute(_claimed("status", "next_attempt_at"), released)
+        _track_endpoints(session, attempted, updates, config, now)
         session.commit()
-    for outcome, values in zip(outcomes, updates, strict=True):
-        if values.get("status") == "dead":
+    for outcome, values in zip(attempted, updates, strict=True):
+        if values["status"] == "dead":
             log.warning(
                 "webhook_dead_letter",
                 delivery_id=outcome.job.id,
@@ -180,10 +199,10 @@ def _track_endpoints(
     config: WebhookSettings,
     now: datetime,
 ) -> None:
-    """Failure bookkeeping per endpoint, and automatic disabling."""
+    """Failure bookkeeping per endpoint (from the attempted deliveries), and automatic disabling."""
     touched: dict[str, list[tuple[Outcome, str]]] = {}
     for outcome, values in zip(outcomes, updates, strict=True):
-        if outcome.attempted and outcome.job.request_type != TEST_REQUEST_TYPE:
+        if outcome.job.request_type != TEST_REQUEST_TYPE:
             touched.setdefault(outcome.job.webhook_id, []).append((outcome, values["status"]))
     if not touched:
         return

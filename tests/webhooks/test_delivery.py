@@ -201,3 +201,22 @@ def test_test_delivery_row_is_not_retried(engine: Engine, receiver: Receiver) ->
         endpoint = session.get(WebhookEndpoint, hook.id)
     assert row2 is not None and (row2.status, row2.attempts, row2.response_code) == ("failure", 1, 500)
     assert endpoint is not None and endpoint.failing_since is None
+
+
+def test_an_endpoint_deleted_while_its_deliveries_are_in_flight(engine: Engine, receiver: Receiver) -> None:
+    """Recording skips rows that vanished; the other endpoint's outcomes are still recorded."""
+    from syncd.webhooks_out.claim import claim
+    from syncd.webhooks_out.delivery import Sender, record_outcomes
+
+    gone = add_endpoint(engine, receiver.url, ["company.updated"])
+    kept = add_endpoint(engine, receiver.url, ["company.updated"])
+    publish_changes(engine, [_event(1, "comp_a", 1), _event(2, "comp_b", 1)])
+    runs = claim(engine, FAST)
+    assert sum(len(r) for r in runs) == 4
+    with Sender(FAST) as sender:
+        outcomes = sender.send_runs(runs)
+    with session_scope(engine) as session:
+        webhooks.delete_webhook(session, gone.id)
+    record_outcomes(engine, outcomes, FAST)
+    assert [d.status for d in deliveries(engine)] == ["success", "success"]
+    assert {d.webhook_id for d in deliveries(engine)} == {kept.id}
