@@ -140,6 +140,10 @@ def _prepared_engine(settings: Settings) -> Engine:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .daemon import Daemon
 
+    if settings.server.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(settings, args.host, args.port)
     daemon = Daemon(settings)
     daemon.prepare()
     asyncio.run(daemon.serve(args.host, args.port))

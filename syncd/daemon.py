@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,8 +29,9 @@ from .config import Settings
 from .db import check_connection, make_engine
 from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
+from .leadership import Leadership, lock_sqlite_database, startup_lock
 from .metrics import Metrics
-from .models import InboxEvent, OutboxMessage
+from .models import InboxEvent, OutboxMessage, utcnow
 from .plugins import Plugins
 from .publish import PublishPump, call_each
 from .state import EntitlementStore
@@ -72,18 +75,34 @@ class Daemon:
         self._extra_plugins = dict(extra_plugins or {})
         self.plugins: Plugins | None = None
         self.publisher: PublishPump | None = None
+        from .scheduler import build_scheduler
+
+        self.scheduler = build_scheduler(settings)
+        self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
+        self._instance_lock: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
 
     # -- lifecycle -----------------------------------------------------------------
-    def prepare(self, *, migrate_db: bool = True) -> None:
-        """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
+    def prepare(
+        self, *, migrate_db: bool = True, load_state: bool = True, instance_lock: bool = True
+    ) -> None:
+        """Connect, migrate and load the catalog. Raises StartupError with an operator message.
+        ``load_state=False``: no in-memory store, no plugins (a supervisor that serves nothing);
+        ``instance_lock=False``: a worker whose supervisor holds the SQLite lock for it."""
+        if self._instance_lock is None and instance_lock:  # SQLite: one daemon per database file
+            self._instance_lock = lock_sqlite_database(self.settings.database_url)
         check_connection(self.engine)
-        if migrate_db:
-            migrate.upgrade(self.engine)
-        elif not migrate.is_at_head(self.engine):
-            raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
-        self._apply_catalog()
-        self.store.load()
-        self.start_plugins()
+        with startup_lock(self.engine):  # replicas starting together migrate one at a time
+            if migrate_db:
+                migrate.upgrade(self.engine)
+            elif not migrate.is_at_head(self.engine):
+                raise StartupError(
+                    "the database schema is not at the latest revision; run `syncd db upgrade`"
+                )
+            self._apply_catalog()
+        if load_state:
+            self.store.load()
+            self.start_plugins()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -107,9 +126,12 @@ class Daemon:
             diff = apply_catalog(session, catalog)
         log.info("catalog_applied", path=path, changes=len(diff.changes))
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
-        from .scheduler import build_scheduler, install_jobs
+    async def serve(
+        self, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+    ) -> None:
+        """Run the HTTP API and the scheduler until SIGTERM/SIGINT (on ``sock`` when given: a
+        listening socket shared by several worker processes, see ``syncd.workers``)."""
+        from .scheduler import install_jobs
 
         server_cfg = self.settings.server
         app = create_app(self)
@@ -126,24 +148,28 @@ class Daemon:
         self._servers.append(server)
         if self.settings.uses_stripe_emulator:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
-        scheduler = build_scheduler(self.settings)
+        scheduler = self.scheduler
+        self.loop = asyncio.get_running_loop()
         jobs.set_current_daemon(self)
         self.start_following()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
             if self.publisher is not None:
                 self.publisher.install(scheduler, self.settings.scheduler.publish_interval_s)
+            self.leadership.start()
             scheduler.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         log.info("daemon_listening", host=config.host, port=config.port)
         try:
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
+            # After the jobs drained: hand leadership over without waiting out the lease.
+            await asyncio.to_thread(self.leadership.stop)
             jobs.set_current_daemon(None)
             self.stop_following()
             self.close()
@@ -194,6 +220,9 @@ class Daemon:
             self.emulator.stop()
             self.emulator = None
         self.engine.dispose()
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)
+            self._instance_lock = None
 
     # -- plugins -----------------------------------------------------------------------
     def start_plugins(self) -> None:
@@ -234,10 +263,17 @@ class Daemon:
             report["migrations"] = "unknown"
             at_head = False
         report["initial_sync"] = "done" if self.initial_sync_done else "pending"
+        report["role"] = self.leadership.role if self.settings.scheduler.enabled else "disabled"
         report["ready"] = report["database"] == "ok" and at_head and self.initial_sync_done
         return report
 
+    def _leadership_changed(self, leader: bool) -> None:
+        self.metrics.scheduler_leader.set(1 if leader else 0)
+        if leader and self.scheduler.running:
+            jobs.arm_boundaries(self, utcnow())  # the new leader catches up on boundaries at once
+
     def refresh_gauges(self) -> None:
+        self.metrics.scheduler_leader.set(1 if self.leadership.is_leader else 0)
         with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")

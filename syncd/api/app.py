@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from ..services.changes import Changed
 from ..stripe_sync.webhook import routes as stripe_webhook_routes
-from . import health
+from . import health, openapi
 from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
 from .http import EntitlementsListener
@@ -20,8 +21,13 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 
+def all_routes() -> list[BaseRoute]:
+    """Every route the app serves (no daemon needed: the OpenAPI document is built from these)."""
+    return [*health.routes, *stripe_webhook_routes, *api_routes(), *openapi.routes]
+
+
 def create_app(daemon: Daemon) -> Starlette:
-    routes = [*health.routes, *stripe_webhook_routes, *api_routes()]
+    routes = all_routes()
     check_coverage(routes)
     app = Starlette(
         routes=routes,

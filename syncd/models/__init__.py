@@ -39,6 +39,7 @@ from .ops import (
     WebhookEndpoint,
     WebhookLimitState,
 )
+from .scheduling import BoundaryMark, SchedulerRun
 from .stripe_mirror import (
     StripeCustomer,
     StripeInvoice,
@@ -64,6 +65,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditLog",
+    "BoundaryMark",
     "CatalogSettingsRow",
     "ChangeLog",
     "Company",
@@ -93,6 +95,7 @@ __all__ = [
     "PlanVersion",
     "Rule",
     "ScheduledDowngrade",
+    "SchedulerRun",
     "StripeCustomer",
     "StripeInvoice",
     "StripeMeter",

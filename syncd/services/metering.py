@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -27,6 +27,8 @@ from ..models import CompanyMetric, EventIdempotency, UsageEvent
 from .changes import entitlements_changed
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+_USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
+_COUNTERS: Table = CompanyMetric.__table__  # type: ignore[attr-defined]
 ALL_TIME_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -92,8 +94,10 @@ def track_events(
         accepted.append(e)
     if not accepted:
         return TrackOutcome(0, len(events))
+    # Core inserts with a list of rows (executemany, sent as multi-row VALUES pages): the ORM
+    # bulk path and an inline .values(rows) statement recompile per batch, ~2 ms per event.
     session.execute(
-        insert(UsageEvent),
+        insert(_USAGE_EVENTS),
         [
             {
                 "company_id": e.company_id,
@@ -126,11 +130,11 @@ def track_events(
         }
         for (cid, ev, period, reset, start), value in sorted(totals.items())
     ]
-    stmt = ins(CompanyMetric).values(rows)
+    stmt = ins(_COUNTERS)
     stmt = stmt.on_conflict_do_update(
         index_elements=["company_id", "event_subtype", "period", "month_reset", "period_start"],
-        set_={"value": CompanyMetric.__table__.c.value + stmt.excluded.value, "updated_at": now},  # type: ignore[attr-defined]
+        set_={"value": _COUNTERS.c.value + stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
     )
-    session.execute(stmt)
+    session.execute(stmt, rows)
     entitlements_changed(session, {e.company_id for e in accepted})
     return TrackOutcome(len(accepted), len(events) - len(accepted), tuple(accepted))

@@ -33,6 +33,7 @@ from ..schemas.checks import (
     CreateEventBody,
     PreflightBody,
 )
+from ..spec import operation
 
 MAX_CAPTURE_BATCH = 100
 
@@ -86,6 +87,7 @@ async def _call(fn: Any, needs_db: bool, *args: Any) -> Any:
     return await run_in_threadpool(fn, *args) if needs_db else fn(*args)
 
 
+@operation(summary="Check one flag for a company and/or user", body=CheckFlagBody)
 async def check_flag(request: Request) -> Response:
     body = await read_body(request, CheckFlagBody)
     key = request.path_params["key"]
@@ -103,9 +105,7 @@ async def check_flag(request: Request) -> Response:
 
 
 def _count(request: Request, result: CheckFlagResult) -> None:
-    counter = getattr(request.app.state.daemon.metrics, "checks_total", None)
-    if counter is not None:
-        counter.labels(result.rule_type or "default", str(result.value).lower()).inc()
+    request.app.state.daemon.metrics.record_check(result.rule_type, result.value)
 
 
 def _checks_data(request: Request, store: EntitlementStore, body: CheckFlagBody) -> dict[str, Any]:
@@ -128,6 +128,7 @@ def _checks_data(request: Request, store: EntitlementStore, body: CheckFlagBody)
     return data
 
 
+@operation(summary="Check every flag for a company and/or user", body=CheckFlagBody)
 async def check_flags(request: Request) -> Response:
     body = await read_body(request, CheckFlagBody)
     if body.preflight is not None:
@@ -137,6 +138,7 @@ async def check_flags(request: Request) -> Response:
     return ok(data)
 
 
+@operation(summary="Check every flag for several contexts", body=CheckFlagsBulkBody)
 async def check_flags_bulk(request: Request) -> Response:
     body = await read_body(request, CheckFlagsBulkBody)
     store = _store(request)
@@ -210,6 +212,7 @@ def _raw_event_view(request: Request) -> dict[str, Any]:
     }
 
 
+@operation(summary="The SDK event buffer: identify/track/flag_check, at most 100", body=CaptureBatchBody)
 async def capture_batch(request: Request) -> Response:
     body = await read_body(request, CaptureBatchBody)
     if len(body.events) > MAX_CAPTURE_BATCH:
@@ -227,12 +230,14 @@ async def capture_batch(request: Request) -> Response:
     )
 
 
+@operation(body=CreateEventBody, status=201)
 async def create_event(request: Request) -> Response:
     body = await read_body(request, CreateEventBody)
     await _ingest(request, [_raw(body)])
     return ok(_raw_event_view(request), status=201)
 
 
+@operation(body=CreateEventBatchBody, status=201)
 async def create_event_batch(request: Request) -> Response:
     body = await read_body(request, CreateEventBatchBody)
     await _ingest(request, [_raw(e) for e in body.events])

@@ -23,10 +23,12 @@ from ..schemas.webhooks import (
     SendTestWebhookBody,
     UpdateWebhookBody,
 )
+from ..spec import operation
 from ..views.common import ACCOUNT_ID, ENVIRONMENT_ID
 from ..views.webhooks import delivery_view, webhook_view
 
 
+@operation(body=CreateWebhookBody)
 async def create_webhook(request: Request) -> Response:
     body = await read_body(request, CreateWebhookBody)
     actor = request_actor(request)
@@ -47,6 +49,7 @@ async def create_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateWebhookBody)
 async def update_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, UpdateWebhookBody)
@@ -59,6 +62,7 @@ async def update_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
 
@@ -68,6 +72,7 @@ async def get_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     actor = request_actor(request)
@@ -79,6 +84,7 @@ async def delete_webhook(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListWebhooksQuery)
 async def list_webhooks(request: Request) -> Response:
     query = read_query(request, ListWebhooksQuery)
     page = query.page()
@@ -89,6 +95,7 @@ async def list_webhooks(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(query=ListWebhookEventsQuery)
 async def list_webhook_events(request: Request) -> Response:
     query = read_query(request, ListWebhookEventsQuery)
     page = query.page()
@@ -108,6 +115,7 @@ async def list_webhook_events(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(body=SendTestWebhookBody)
 async def send_test_webhook_action(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, SendTestWebhookBody)
