@@ -38,7 +38,9 @@ class WebhookAdapter:
     @hookimpl
     def syncd_startup(self, daemon: Daemon) -> None:
         if self.config.deliver and self.worker is None:
-            self.worker = DeliveryWorker(daemon.engine, self.config).start()
+            # Leader only, like the publish pump (on SQLite the one daemon always leads).
+            leadership = daemon.leadership
+            self.worker = DeliveryWorker(daemon.engine, self.config, lambda: leadership.is_leader).start()
 
     @hookimpl
     def syncd_shutdown(self, daemon: Daemon) -> None:

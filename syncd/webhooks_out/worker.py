@@ -1,13 +1,15 @@
 """The delivery worker: rounds of claim/send/record in a background thread.
 
-It runs in every daemon process; claims make concurrent workers safe (``delivery.py``).
-Between empty rounds it sleeps ``poll_interval_s`` unless :meth:`DeliveryWorker.wake` is
-called (the publish hook does, so new deliveries go out at once).
+Rounds run only while ``active()`` says so (the adapter passes "this replica leads", like
+the publish pump); claims make concurrent workers safe anyway (``claim.py``). Between empty
+rounds it sleeps ``poll_interval_s`` unless :meth:`DeliveryWorker.wake` is called (the
+publish hook does, so new deliveries go out at once).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import Engine
@@ -19,9 +21,12 @@ log = structlog.get_logger(__name__)
 
 
 class DeliveryWorker:
-    def __init__(self, engine: Engine, config: WebhookSettings) -> None:
+    def __init__(
+        self, engine: Engine, config: WebhookSettings, active: Callable[[], bool] = lambda: True
+    ) -> None:
         self.engine = engine
         self.config = config
+        self.active = active
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,7 +60,7 @@ class DeliveryWorker:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    made = deliver_round(self.engine, sender)
+                    made = deliver_round(self.engine, sender) if self.active() else 0
                 except Exception:  # a database hiccup: log, wait, try again
                     log.exception("webhook_round_failed")
                     made = 0

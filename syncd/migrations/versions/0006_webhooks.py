@@ -1,7 +1,7 @@
 """webhooks: delivery ordering, retries and failure tracking; limit-threshold state
 
 Revision ID: 0006_webhooks
-Revises: 9c275cef90a7
+Revises: 0004_scheduler
 Create Date: 2026-11-21 06:49:53.964572
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import syncd.models.base
 
 revision: str = "0006_webhooks"
-down_revision: str | None = "9c275cef90a7"
+down_revision: str | None = "0004_scheduler"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
