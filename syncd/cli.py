@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from sqlalchemy.engine import Engine
@@ -85,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     resync = adapters.add_parser("resync", help="rebuild adapter targets (e.g. Redis) from current state")
     resync.add_argument("name", nargs="?", help="only this adapter (default: every enabled adapter)")
     resync.set_defaults(handler=cmd_adapters_resync)
+
+    hooks = sub.add_parser("webhooks", help="outbound webhooks").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    replay = hooks.add_parser("replay", help="re-queue dead-letter deliveries for a new round of attempts")
+    replay.add_argument("--endpoint", metavar="ID", help="only this webhook endpoint (whk_...)")
+    replay.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only deliveries created since: ISO 8601 time, or 30m/24h/7d ago",
+    )
+    replay.set_defaults(handler=cmd_webhooks_replay)
     return parser
 
 
@@ -249,4 +263,32 @@ def cmd_adapters_resync(args: argparse.Namespace, settings: Settings) -> int:
         daemon.close()
     for name in names:
         print(f"resynced {name}")
+    return 0
+
+
+def _since(value: str) -> datetime:
+    """``--since``: an ISO 8601 time (with a zone) or a duration ago (``30m``, ``24h``, ``7d``)."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an ISO 8601 time nor e.g. 24h") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    return parsed
+
+
+def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from .db import session_scope
+    from .services.audit import Actor
+    from .webhooks_out.replay import replay_dead
+
+    engine = _prepared_engine(settings)
+    with session_scope(engine) as session:
+        result = replay_dead(session, webhook_id=args.endpoint, since=args.since, actor=Actor("cli"))
+    for endpoint in result.inactive_endpoints:
+        _err.print(f"warning: endpoint {endpoint} is inactive; re-enable it to deliver its re-queued rows")
+    print(f"re-queued {result.count} dead-letter deliveries")
     return 0

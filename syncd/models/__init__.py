@@ -37,6 +37,7 @@ from .ops import (
     OutboxMessage,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookLimitState,
 )
 from .scheduling import BoundaryMark, SchedulerRun
 from .stripe_mirror import (
@@ -110,6 +111,7 @@ __all__ = [
     "UserTrait",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookLimitState",
     "metadata",
     "new_id",
     "utcnow",
