@@ -246,6 +246,7 @@ def test_restart_resumes_from_the_cursor_with_nothing_lost(make_daemon: Any, dat
     # Changes made while no daemon runs are published after the restart, to both adapters.
     writer = make_daemon({}, url=database_url)
     change(writer, "comp_c")
+    writer.close()  # one daemon per SQLite file at a time
     second, recovered = Recorder(), Recorder()
     restarted = make_daemon({"rec": second, "flaky": recovered}, url=database_url)
     pump(restarted).run_all()
