@@ -326,7 +326,10 @@ class _Writer:
             # One statement however many companies move (100k on a big plan).
             self.s.execute(
                 update(CompanyPlan)
-                .where(col(CompanyPlan.plan_version_id) == action.replaces)
+                .where(
+                    col(CompanyPlan.plan_version_id) == action.replaces,
+                    col(CompanyPlan.company_id).not_in(action.spec.migration_exclude),
+                )
                 .values(plan_version_id=version.id, updated_at=self.now)
                 .execution_options(synchronize_session=False)
             )

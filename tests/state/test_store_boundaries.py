@@ -301,3 +301,31 @@ def test_publishing_a_plan_version_reaches_moved_companies_only(
     assert store.follow() >= 1
     result = _check(store, "daily")
     assert result.entitlement is not None and result.entitlement.allocation == allocation
+
+
+def test_companies_excluded_from_an_immediate_migration_keep_their_version(store: EntitlementStore) -> None:
+    moved, kept = _new_company(store, "moved"), _new_company(store, "kept")
+    premium = next(p for p, n in store.view.plan_names.items() if n == "Premium")  # type: ignore[union-attr]
+    with _session(store) as session:
+        for cid in (moved, kept):
+            company_plans.update_company_plans(session, cid, base_plan_id=premium, add_on_ids=[])
+        session.commit()
+    store.follow()
+    published = CATALOG.replace(
+        'daily = { type = "numeric", value = 100, period = "current_day" }',
+        'daily = { type = "numeric", value = 200, period = "current_day" }',
+    ).replace(
+        'key = "premium"\nname = "Premium"',
+        f'key = "premium"\nname = "Premium"\nmigration = "immediate"\nmigration_exclude = ["{kept}"]',
+    )
+    with _session(store) as session:
+        diff = apply_catalog(session, loads(published))
+        session.commit()
+    assert [m.company_ids for m in diff.migrations] == [(moved,)]
+    store.follow()
+    allocations = {}
+    for name in ("moved", "kept"):
+        ent = _check(store, "daily", name).entitlement
+        assert ent is not None
+        allocations[name] = ent.allocation
+    assert allocations == {"moved": 200, "kept": 100}
