@@ -33,7 +33,6 @@ def snapshot(row: SQLModel | None) -> dict[str, Any] | None:
     return data
 
 
-
 def record(
     session: Session,
     actor: Actor,
