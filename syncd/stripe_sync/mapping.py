@@ -62,7 +62,9 @@ class MappingContext:
 
     now: datetime
     past_due_grace_days: int = 0
-    _plans: dict[tuple[str | None, str | None], tuple[Plan | None, str | None]] = field(default_factory=dict)
+    _plans: dict[tuple[str | None, str | None], tuple[PlanRef | None, str | None]] = field(
+        default_factory=dict
+    )
 
     @property
     def now_ts(self) -> int:
@@ -70,10 +72,23 @@ class MappingContext:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanRef:
+    """What mapping needs of a plan, detached from any session (cached across transactions)."""
+
+    id: str
+    key: str
+    plan_type: str
+
+    @classmethod
+    def of(cls, plan: Plan | None) -> PlanRef | None:
+        return cls(plan.id, plan.key, plan.plan_type) if plan is not None else None
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """One billing-managed plan assignment wanted for a company."""
 
-    plan: Plan
+    plan: PlanRef
     version_id: str | None
     sub: SubscriptionView
     item: ItemView
@@ -133,12 +148,12 @@ def _plan_for_product(session: Session, product_id: str | None) -> Plan | None:
 
 def resolve_price(
     session: Session, ctx: MappingContext, price_id: str | None, product_id: str | None
-) -> tuple[Plan | None, str | None]:
+) -> tuple[PlanRef | None, str | None]:
     """(plan, pinned version id or None) for a subscription item's price."""
     cache_key = (price_id, product_id)
     if cache_key in ctx._plans:
         return ctx._plans[cache_key]
-    result: tuple[Plan | None, str | None] = (None, None)
+    result: tuple[PlanRef | None, str | None] = (None, None)
     linked = (
         session.exec(select(PlanPrice).where(col(PlanPrice.stripe_price_id) == price_id)).first()
         if price_id
@@ -146,12 +161,12 @@ def resolve_price(
     )
     version = session.get(PlanVersion, linked.plan_version_id) if linked is not None else None
     if version is not None:
-        result = (session.get(Plan, version.plan_id), version.id)
+        result = (PlanRef.of(session.get(Plan, version.plan_id)), version.id)
     else:
         if product_id is None and price_id:
             price = session.get(StripePrice, price_id)
             product_id = price.product_id if price is not None else None
-        result = (_plan_for_product(session, product_id), None)
+        result = (PlanRef.of(_plan_for_product(session, product_id)), None)
     ctx._plans[cache_key] = result
     return result
 
