@@ -151,7 +151,7 @@ def fetch(client: stripe.StripeClient, kind: str, stripe_id: str) -> JSON | None
         getters["price"] = v1.plans.retrieve  # legacy plan ids (localstripe has no /v1/prices)
     try:
         obj = plain(getters[kind](stripe_id))
-    except stripe.InvalidRequestError as exc:
+    except stripe.StripeError as exc:  # 404 bodies of fakes are not always JSON errors
         if exc.http_status == 404:
             return None
         raise

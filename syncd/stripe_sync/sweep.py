@@ -62,7 +62,7 @@ def list_objects(client: stripe.StripeClient, kind: str, after: str | None) -> I
     """Objects of a kind; servers without /v1/prices (localstripe) list legacy plans instead."""
     try:
         yield from mirror.iter_all(client, kind, starting_after=after)
-    except stripe.InvalidRequestError as exc:
+    except stripe.StripeError as exc:  # 404 bodies of fakes are not always JSON errors
         if exc.http_status != 404:
             raise
         if kind == "price":

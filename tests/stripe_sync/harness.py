@@ -110,10 +110,19 @@ class Company:
 class World:
     """The emulator + a daemon (webhook endpoint on loopback) + helpers."""
 
-    def __init__(self, emulator: BackgroundServer, database_url: str, tmp_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        emulator: BackgroundServer | None,
+        database_url: str,
+        tmp_path: Path,
+        *,
+        api_base: str | None = None,
+        webhook_secret: str | None = None,
+        **env: str,
+    ) -> None:
         self.server = emulator
-        self.emu = emulator.emulator
-        self.control = httpx.Client(base_url=f"{emulator.url}/_emulator", timeout=30)
+        base = api_base or (emulator.url if emulator is not None else "")
+        self.control = httpx.Client(base_url=f"{base}/_emulator", timeout=30)
         (tmp_path / "syncd.toml").write_text("")
         self.settings = load_settings(
             tmp_path / "syncd.toml",
@@ -121,7 +130,7 @@ class World:
                 "SYNCD_DATABASE_URL": database_url,
                 "SYNCD_CATALOG_PATH": "",
                 "SYNCD_STRIPE_API_KEY": "sk_test_emulator",
-                "SYNCD_STRIPE_API_BASE": emulator.url,
+                "SYNCD_STRIPE_API_BASE": base,
                 "SYNCD_STRIPE_REQUESTS_PER_SECOND": "1000",
                 "SYNCD_SCHEDULER_ENABLED": "false",
                 **env,
@@ -129,12 +138,15 @@ class World:
         )
         self.daemon = Daemon(self.settings)
         self.daemon.prepare()
-        self.daemon.webhook_secrets = [self.emu.webhook_secret]
+        secret = webhook_secret or (emulator.emulator.webhook_secret if emulator else "")
+        self.daemon.webhook_secrets = [secret]
         self.engine = self.daemon.engine
         self.client, _ = build_client(self.settings)
         self.options = ApplyOptions(past_due_grace_days=self.settings.stripe.past_due_grace_days)
         self._serve()
-        self.emu.config.webhook_url = f"{self.url}/webhooks/stripe"
+        if emulator is not None:
+            self.emu = emulator.emulator
+            self.emu.config.webhook_url = f"{self.url}/webhooks/stripe"
 
     def _serve(self) -> None:
         from syncd.stripe_emulator.server import free_port
@@ -151,13 +163,18 @@ class World:
             time.sleep(0.01)
 
     def close(self) -> None:
-        self.emu.config.webhook_url = None
+        if self.server is not None:
+            self.emu.config.webhook_url = None
         self._uvicorn.should_exit = True
         self._thread.join(timeout=10)
         self.control.close()
         self.daemon.close()
 
     # -- Stripe side ----------------------------------------------------------------------
+
+    def apply_catalog(self, ids: dict[str, str]) -> None:
+        with session_scope(self.engine) as session:
+            apply_catalog(session, loads(CATALOG.format(**ids)))
 
     def catalog(self) -> dict[str, str]:
         """Products and monthly prices in the emulator, and the syncd catalog linked to them."""
@@ -175,8 +192,7 @@ class World:
                 }
             )
             ids[key], ids[f"{key}_price"] = product.id, price.id
-        with session_scope(self.engine) as session:
-            apply_catalog(session, loads(CATALOG.format(**ids)))
+        self.apply_catalog(ids)
         return ids
 
     def customer(self, pm: str = "pm_card_visa", name: str = "Acme") -> str:
@@ -199,7 +215,7 @@ class World:
 
     @property
     def now(self) -> int:
-        return self.emu.now()
+        return self.emu.now() if self.server is not None else int(time.time())
 
     # -- syncd side -------------------------------------------------------------------------
 
@@ -215,6 +231,16 @@ class World:
     def sync(self) -> ApplyResult:
         self.flush()
         return self.apply()
+
+    def base(self, customer: str) -> str | None:
+        """The company's base plan key ("<no company>" before the company exists)."""
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(CompanyKey.company_id).where(
+                    col(CompanyKey.key) == "stripe_customer_id", col(CompanyKey.value) == customer
+                )
+            ).first()
+        return self.company(customer).base if found else "<no company>"
 
     def company(self, customer: str) -> Company:
         with Session(self.engine) as session:
