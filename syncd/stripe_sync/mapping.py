@@ -65,6 +65,7 @@ class MappingContext:
     _plans: dict[tuple[str | None, str | None], tuple[PlanRef | None, str | None]] = field(
         default_factory=dict
     )
+    _allocations: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def now_ts(self) -> int:
@@ -266,29 +267,38 @@ def _billing_fields(claim: Claim, ctx: MappingContext) -> dict[str, Any]:
     }
 
 
-def _allocate(session: Session, company_id: str, row: CompanyPlan) -> bool:
-    """Write a pay-in-advance quantity to the allocation traits of the row's plan version."""
+def _allocation_traits(session: Session, ctx: MappingContext, version_id: str) -> list[str]:
+    """Names of the traits a version's pay-in-advance trait entitlements read (cached per run)."""
+    if version_id in ctx._allocations:
+        return ctx._allocations[version_id]
     ents = session.exec(
         select(PlanEntitlement).where(
-            col(PlanEntitlement.plan_version_id) == row.plan_version_id,
+            col(PlanEntitlement.plan_version_id) == version_id,
             col(PlanEntitlement.value_type) == "trait",
             col(PlanEntitlement.value_trait_id).is_not(None),
         )
     ).all()
     in_advance = session.exec(
         select(PlanPrice.id).where(
-            col(PlanPrice.plan_version_id) == row.plan_version_id,
-            col(PlanPrice.price_behavior) == "pay_in_advance",
+            col(PlanPrice.plan_version_id) == version_id, col(PlanPrice.price_behavior) == "pay_in_advance"
         )
     ).first()
-    changed = False
+    names: list[str] = []
     for ent in ents:
-        if ent.price_behavior != "pay_in_advance" and in_advance is None:
-            continue
-        definition = session.get(TraitDefinition, ent.value_trait_id)
-        if definition is not None:
-            changed |= set_traits(session, "company", company_id, {definition.name: row.quantity})
-    return changed
+        if ent.price_behavior == "pay_in_advance" or in_advance is not None:
+            definition = session.get(TraitDefinition, ent.value_trait_id)
+            if definition is not None:
+                names.append(definition.name)
+    ctx._allocations[version_id] = names
+    return names
+
+
+def _allocate(session: Session, ctx: MappingContext, company_id: str, row: CompanyPlan) -> bool:
+    """Write a pay-in-advance quantity to the allocation traits of the row's plan version."""
+    names = _allocation_traits(session, ctx, row.plan_version_id)
+    if not names:
+        return False
+    return set_traits(session, "company", company_id, dict.fromkeys(names, row.quantity))
 
 
 def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:
@@ -330,7 +340,7 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
             row.updated_at = utcnow()
             session.add(row)
             updated = True
-        updated |= _allocate(session, company_id, row)
+        updated |= _allocate(session, ctx, company_id, row)
     if change is None and not updated:
         return False
     session.flush()

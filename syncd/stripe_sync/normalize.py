@@ -170,3 +170,26 @@ def price_fields(price: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if not interval and price.get("type") == "one_time":
         interval = "one_time"
     return ref_id(price.get("product")), str(interval) if interval else None
+
+
+def fingerprint(kind: str, obj: JSON) -> tuple[Any, ...]:
+    """The fields whose difference matters for entitlements (shape-independent)."""
+    if kind == "product":
+        return (bool(obj.get("active")), obj.get("name"), metadata(obj).get("syncd_plan"))
+    if kind == "price":
+        return (bool(obj.get("active")), *price_fields(obj))
+    if kind == "customer":
+        return (bool(obj.get("deleted")), obj.get("name"), obj.get("email"))
+    if kind == "subscription":
+        v = subscription_view(obj)
+        items = tuple(sorted((i.price_id or "", i.quantity) for i in v.items))
+        return (
+            v.status,
+            v.customer_id,
+            v.cancel_at_period_end,
+            v.cancel_at,
+            v.trial_end,
+            v.period_end,
+            items,
+        )
+    return (obj.get("status"), ref_id(obj.get("subscription")))

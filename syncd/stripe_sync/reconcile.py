@@ -23,34 +23,11 @@ from sqlmodel import Session, col, select
 from ..models import CompanyPlan, Plan, StripeCustomer, StripeSubscription, utcnow
 from . import mirror
 from .mapping import MappingContext, claims_from, expected_plans, sync_company
-from .normalize import JSON, metadata, price_fields, ref_id, subscription_view
+from .normalize import JSON, fingerprint, ref_id, subscription_view
 from .sweep import KINDS, apply_page, list_objects, stripe_now
 
 log = structlog.get_logger(__name__)
 Progress = Callable[[str, int], None]
-
-
-def fingerprint(kind: str, obj: JSON) -> tuple[Any, ...]:
-    """The fields whose difference matters for entitlements (shape-independent)."""
-    if kind == "product":
-        return (bool(obj.get("active")), obj.get("name"), metadata(obj).get("syncd_plan"))
-    if kind == "price":
-        return (bool(obj.get("active")), *price_fields(obj))
-    if kind == "customer":
-        return (bool(obj.get("deleted")), obj.get("name"), obj.get("email"))
-    if kind == "subscription":
-        v = subscription_view(obj)
-        items = tuple(sorted((i.price_id or "", i.quantity) for i in v.items))
-        return (
-            v.status,
-            v.customer_id,
-            v.cancel_at_period_end,
-            v.cancel_at,
-            v.trial_end,
-            v.period_end,
-            items,
-        )
-    return (obj.get("status"), ref_id(obj.get("subscription")))
 
 
 @dataclass

@@ -6,10 +6,13 @@ import threading
 from typing import TYPE_CHECKING
 
 import stripe
+import structlog
 
 from ..config import Settings
 from ..stripe_api import build_client
-from .apply import ApplyOptions
+from .apply import ApplyOptions, apply_pending
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -30,6 +33,57 @@ def client_for(daemon: Daemon) -> stripe.StripeClient | None:
             client, _ = build_client(daemon.settings, api_key=key, api_base=base)
             _clients[cache_key] = client
         return client
+
+
+class InboxWorker:
+    """One applier thread per daemon, woken by each stored webhook.
+
+    Bursts coalesce into batches (one transaction per batch on Postgres), and a single
+    in-process applier never races itself; the scheduled job covers anything it misses."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stripe-inbox", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        from .. import jobs
+
+        while True:
+            woke = self._wake.wait(timeout=1.0)
+            if jobs._current is not self.daemon:
+                break  # the daemon stopped serving
+            if not woke:
+                continue
+            self._wake.clear()
+            try:
+                while apply_pending(
+                    self.daemon.engine,
+                    client_for(self.daemon),
+                    options=apply_options(self.daemon.settings),
+                    limit=500,
+                ).processed:
+                    pass
+            except Exception:  # keep the thread alive; the scheduled job retries
+                log.exception("stripe_inbox_worker_failed")
+        with _lock:
+            _workers.pop(id(self.daemon), None)
+
+
+_workers: dict[int, InboxWorker] = {}
+
+
+def kick(daemon: Daemon) -> None:
+    """Wake the daemon's inbox applier (started on first use)."""
+    with _lock:
+        worker = _workers.get(id(daemon))
+        if worker is None:
+            worker = _workers[id(daemon)] = InboxWorker(daemon)
+    worker.kick()
 
 
 def apply_options(settings: Settings) -> ApplyOptions:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import stripe
 import structlog
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,31 +64,21 @@ async def stripe_webhook(request: Request) -> Response:
         event_type=stored.event_type,
         status=stored.status,
     )
-    kick = _kick(daemon, stored)
-    return JSONResponse({"received": True, "status": stored.status}, background=kick)
+    _kick(daemon, stored)
+    return JSONResponse({"received": True, "status": stored.status})
 
 
-def _kick(daemon: Daemon, stored: StoredEvent) -> BackgroundTask | None:
-    """Apply a new event right after answering (the scheduled job picks up anything missed).
-
-    Only inside a serving daemon with its scheduler on: the same conditions under which the
-    inbox job runs at all."""
+def _kick(daemon: Daemon, stored: StoredEvent) -> None:
+    """Apply a new event right away, off the request path (the scheduled job picks up anything
+    missed). Only inside a serving daemon with its scheduler on: the same conditions under
+    which the inbox job runs at all."""
     from .. import jobs
 
-    if not (stored.inserted and stored.status == "pending" and daemon.settings.scheduler.enabled):
-        return None
-    if jobs._current is not daemon:
-        return None
-    from .apply import apply_one
-    from .runtime import apply_options, client_for
+    fresh = stored.inserted and stored.status == "pending"
+    if fresh and daemon.settings.scheduler.enabled and jobs._current is daemon:
+        from .runtime import kick
 
-    return BackgroundTask(
-        apply_one,
-        daemon.engine,
-        client_for(daemon),
-        stored.event_id,
-        options=apply_options(daemon.settings),
-    )
+        kick(daemon)
 
 
 routes = [Route("/webhooks/stripe", stripe_webhook, methods=["POST"])]

@@ -128,9 +128,10 @@ def test_echo_of_our_own_write_is_mirrored_not_remapped(world: World) -> None:
 
 
 def test_poison_event_is_retried_then_failed_without_blocking_others(
-    emulator: BackgroundServer, sqlite_url: str, tmp_path: Path
+    emulator: BackgroundServer, database_url: str, tmp_path: Path
 ) -> None:
-    world = World(emulator, sqlite_url, tmp_path, SYNCD_STRIPE_MAX_NETWORK_RETRIES="0")
+    """On Postgres the two events share a batch transaction: the poison one rolls back alone."""
+    world = World(emulator, database_url, tmp_path, SYNCD_STRIPE_MAX_NETWORK_RETRIES="0")
     try:
         ids = world.catalog()
         world.faults(server_error_count=100, paths=["/v1/subscriptions/sub_poison"])
@@ -147,6 +148,8 @@ def test_poison_event_is_retried_then_failed_without_blocking_others(
         assert poison.last_error is not None and "APIError" in poison.last_error
         assert by_id["evt_good"].status == "applied"
         assert world.company("cus_g").base == "free"  # created on first sight, initial plan
+        good = world.company("cus_g").id
+        assert {c.company_id for c in world.change_log("entitlements.changed") if c.company_id} == {good}
     finally:
         world.close()
 
