@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import http.client
 import json
+import multiprocessing
+import os
 import resource
 import secrets
 import sys
@@ -48,6 +50,8 @@ from syncd.daemon import Daemon
 from syncd.db import session_scope
 from syncd.log import configure_logging
 from syncd.models import ChangeLog, InboxEvent, utcnow
+from syncd.stripe_sync.apply import ApplyOptions, apply_pending
+from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.mapping import MappingContext
 from syncd.stripe_sync.sweep import SweepResult, apply_page
 
@@ -202,6 +206,17 @@ class Server:
 
 
 def post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
+    """POST from a forked child process, so the load generator does not share the daemon's GIL."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_post_all, args=(port, payloads, threads, rate)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the load generator failed (exit {child.exitcode})")
+
+
+def _post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
     """POST every payload (``threads`` keep-alive connections; optionally paced to ``rate``/s)."""
     start = time.monotonic()
     errors: list[str] = []
@@ -271,6 +286,39 @@ def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
     }
 
 
+def apply_only(database_url: str, count: int) -> dict[str, float]:
+    """Events stored straight into the inbox, then applied by one thread: the applier's cost."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(
+            None,
+            environ={
+                "SYNCD_DATA_DIR": data_dir,
+                "SYNCD_DATABASE_URL": database_url,
+                "SYNCD_CATALOG_PATH": "",
+            },
+        )
+        daemon = Daemon(settings)
+        daemon.prepare()
+        with session_scope(daemon.engine) as session:
+            apply_catalog(session, loads(CATALOG))
+        evs = events(count, "a")
+        with daemon.engine.begin() as conn:
+            for event in evs:
+                store_event(conn, json.dumps(event).encode(), event)
+        options = ApplyOptions(refetch=frozenset())
+        t0, c0 = time.monotonic(), time.thread_time()
+        done = 0
+        while done < len(evs):
+            done += apply_pending(daemon.engine, None, options=options, limit=1000).processed
+        wall, cpu = time.monotonic() - t0, time.thread_time() - c0
+        daemon.close()
+    return {
+        "events": float(len(evs)),
+        "events_per_s": len(evs) / wall,
+        "cpu_ms_per_event": cpu / len(evs) * 1000,
+    }
+
+
 def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
     """Apply listed pages (customers, then subscriptions) the way the sweep does, no HTTP."""
     with tempfile.TemporaryDirectory() as data_dir:
@@ -290,7 +338,7 @@ def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
         result = SweepResult()
         created = int(time.time())
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         for kind in ("customer", "subscription"):
             for start in range(0, customers, 100):
                 page = [
@@ -302,12 +350,13 @@ def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
                 with Session(daemon.engine) as session:
                     apply_page(session, None, kind, page, ctx, created=created, result=result)
                     session.commit()
-        elapsed = time.monotonic() - t0
+        elapsed, cpu = time.monotonic() - t0, time.thread_time() - c0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         daemon.close()
     return {
         "objects": float(result.stored),
         "objects_per_s": result.stored / elapsed,
+        "cpu_ms_per_object": cpu / max(1, result.stored) * 1000,
         "peak_rss_mb": rss / 1024,
         "rss_growth_mb": (rss - rss0) / 1024,
     }
@@ -318,16 +367,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    n_events = 600 if args.quick else 6000
-    lat_seconds = 3 if args.quick else 15
-    n_sweep = 1000 if args.quick else 20_000
+    n_events = 600 if args.quick else 3000
+    lat_seconds = 3 if args.quick else 10
+    n_sweep = 1000 if args.quick else 10_000
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
     with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
         server = Server(url, data_dir)
         try:
             tp = throughput(server, n_events)
             print(
-                f"end to end: {tp['events']:.0f} events in, {tp['events_per_s']:,.0f} events/s applied "
+                f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
                 f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
             )
             lt = latency(server, 200, lat_seconds)
@@ -338,11 +388,19 @@ def main() -> None:
         finally:
             server.stop()
     with fresh_database(args.postgres) as url:
+        ap = apply_only(url, n_events)
+        print(
+            f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
+            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event"
+        )
+    with fresh_database(args.postgres) as url:
         sw = sweep_rate(url, n_sweep)
         print(
-            f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s; "
-            f"peak RSS {sw['peak_rss_mb']:.0f} MB (grew {sw['rss_growth_mb']:.0f} MB during the sweep)"
+            f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
+            f"({sw['cpu_ms_per_object']:.2f} ms CPU per object); peak RSS {sw['peak_rss_mb']:.0f} MB "
+            f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep)"
         )
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

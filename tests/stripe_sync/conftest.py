@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from syncd import migrate
+from syncd.db import make_engine
 from syncd.stripe_emulator import BackgroundServer, EmulatorConfig
 
 from .harness import World
@@ -27,6 +30,23 @@ def _emulator() -> Iterator[BackgroundServer]:
 def emulator(_emulator: BackgroundServer) -> BackgroundServer:
     httpx.post(f"{_emulator.url}/_emulator/reset").raise_for_status()
     return _emulator
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; tests start from a copy (migrating is slow)."""
+    path = tmp_path_factory.mktemp("template") / "syncd.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_migrated_sqlite: Path, tmp_path: Path) -> str:
+    target = tmp_path / "syncd.db"
+    shutil.copyfile(_migrated_sqlite, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture
