@@ -366,10 +366,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s for the latency run")
+    parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     args = parser.parse_args()
     n_events = 600 if args.quick else 3000
     lat_seconds = 3 if args.quick else 10
-    n_sweep = 1000 if args.quick else 10_000
+    n_sweep = args.sweep_customers or (1000 if args.quick else 10_000)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
     with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
@@ -380,10 +382,10 @@ def main() -> None:
                 f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
                 f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
             )
-            lt = latency(server, 200, lat_seconds)
+            lt = latency(server, args.latency_rate, lat_seconds)
             print(
-                f"at 200 events/s: receipt -> applied p50 {lt['p50_ms']:.1f} ms, p99 {lt['p99_ms']:.1f} ms, "
-                f"max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events)"
+                f"at {args.latency_rate:.0f} events/s: receipt -> applied p50 {lt['p50_ms']:.1f} ms, "
+                f"p99 {lt['p99_ms']:.1f} ms, max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events)"
             )
         finally:
             server.stop()

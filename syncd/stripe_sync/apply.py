@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
-from ..models import InboxEvent, StripeProduct, StripeSubscription, utcnow
+from ..models import InboxEvent, StripeSubscription, utcnow
 from ..services.changes import checkpoint, restore
 from ..stripe_api import is_own_request
 from . import mirror
@@ -379,33 +379,3 @@ def expire_access(
     if customers:
         log.info("stripe_access_expired", customers=len(customers))
     return len(customers)
-
-
-def resync_customers(
-    engine: Engine,
-    customer_ids: Sequence[str],
-    ctx: MappingContext,
-    *,
-    on_progress: Callable[[int], None] | None = None,
-    batch: int = 200,
-) -> int:
-    """Re-map many customers, ``batch`` per transaction; returns how many changed."""
-    changed = 0
-    ids = list(customer_ids)
-    for start in range(0, len(ids), batch):
-        with Session(engine) as session:
-            for customer_id in ids[start : start + batch]:
-                changed += int(sync_company(session, customer_id, ctx))
-            session.commit()
-        if on_progress is not None:
-            on_progress(len(ids[start : start + batch]))
-    return changed
-
-
-def link_products(engine: Engine) -> int:
-    """Persist metadata links of every mirrored product (after a sweep)."""
-    with Session(engine) as session:
-        products = session.exec(select(StripeProduct).where(col(StripeProduct.deleted).is_(False))).all()
-        linked = sum(int(link_product(session, p)) for p in products)
-        session.commit()
-    return linked
