@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from ..models import utcnow
 from . import mirror
 from .mapping import MappingContext, apply_customer, link_product, sync_company
-from .normalize import JSON, plain
+from .normalize import JSON, fingerprint, plain
 from .replay import read_cursor, write_cursor
 
 log = structlog.get_logger(__name__)
@@ -41,6 +41,7 @@ class SweepResult:
     objects: dict[str, int] = field(default_factory=dict)
     stored: int = 0
     skipped_newer: int = 0
+    unchanged: int = 0
     resumed: list[str] = field(default_factory=list)
 
     @property
@@ -111,9 +112,14 @@ def apply_page(
             continue
         if kind == "subscription":
             obj = mirror.complete_items(client, obj)
+        unchanged = (
+            row is not None and not row.deleted and fingerprint(kind, row.data) == fingerprint(kind, obj)
+        )
         row = mirror.store(session, kind, obj, created=created, source_id=source_id, row=row)
         result.stored += 1
-        if kind == "product" and link_product(session, row):
+        if unchanged and (kind != "customer" or row.company_id):
+            result.unchanged += 1  # already mapped from this state: a nightly re-sweep is cheap
+        elif kind == "product" and link_product(session, row):
             ctx._plans.clear()
         elif kind == "customer":
             apply_customer(session, row)
