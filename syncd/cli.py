@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="only deliveries created since: ISO 8601 time, or 30m/24h/7d ago",
     )
     replay.set_defaults(handler=cmd_webhooks_replay)
+
+    reconcile = sub.add_parser("reconcile", help="reconcile local state with Stripe")
+    mode = reconcile.add_mutually_exclusive_group()
+    mode.add_argument("--verify", action="store_true", help="print differences; exit 1 if any")
+    mode.add_argument("--repair", action="store_true", help="make local state match Stripe")
+    reconcile.set_defaults(handler=cmd_reconcile)
+    backfill = sub.add_parser("backfill", help="resumable full sweep of Stripe into syncd")
+    backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    backfill.set_defaults(handler=cmd_backfill)
     return parser
 
 
@@ -292,3 +301,15 @@ def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
         _err.print(f"warning: endpoint {endpoint} is inactive; re-enable it to deliver its re-queued rows")
     print(f"re-queued {result.count} dead-letter deliveries")
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from .stripe_sync.cli import reconcile
+
+    return reconcile(settings, _prepared_engine(settings), verify_only=args.verify, repair=args.repair)
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from .stripe_sync.cli import backfill
+
+    return backfill(settings, _prepared_engine(settings), resume=not args.restart)

@@ -61,6 +61,9 @@ class StripeSettings:
     requests_per_second: float = 0.0  # 0: 20/s live keys, 10/s test keys
     past_due_grace_days: int = 0
     emulator_port: int = 12111
+    # Object kinds re-fetched from Stripe before an event is applied (comma-separated).
+    refetch: str = "subscription,subscription_schedule"
+    events_overlap_s: int = 600  # Events API replay re-reads this far behind its cursor
 
 
 @dataclass(frozen=True, slots=True)

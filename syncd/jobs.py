@@ -205,3 +205,48 @@ def boundaries() -> None:
             if upcoming is not None:
                 wake = min(wake, upcoming)
     arm_boundaries(daemon, wake)
+
+
+# -- Stripe -> syncd -------------------------------------------------------------------------
+# Each job is idempotent and safe to run twice at once: inbox events are claimed one by one,
+# replay de-duplicates through the inbox, and the sweep's writes are watermark-guarded.
+
+
+def apply_stripe_inbox() -> int:
+    """Apply pending Stripe events (webhooks and replayed ones) and expire ended access."""
+    from .stripe_sync.apply import apply_pending
+    from .stripe_sync.runtime import apply_options, client_for
+
+    daemon = current_daemon()
+    result = apply_pending(daemon.engine, client_for(daemon), options=apply_options(daemon.settings))
+    return result.processed
+
+
+def replay_stripe_events() -> int:
+    """Pull events missed by webhooks from the Events API into the inbox, then apply them."""
+    from .stripe_sync.replay import replay_events
+    from .stripe_sync.runtime import client_for
+
+    daemon = current_daemon()
+    client = client_for(daemon)
+    if client is None or not daemon.leadership.is_leader:  # one replica replays for the cluster
+        return 0
+    with structlog.contextvars.bound_contextvars(job="replay_stripe_events", job_run=uuid.uuid4().hex[:12]):
+        result = replay_events(daemon.engine, client, overlap_s=daemon.settings.stripe.events_overlap_s)
+    apply_stripe_inbox()
+    return result.stored
+
+
+def reconcile_stripe() -> int:
+    """Nightly: replay events, then a full sweep of Stripe (resumes an interrupted one)."""
+    from .stripe_sync.runtime import client_for
+    from .stripe_sync.sweep import sweep
+
+    daemon = current_daemon()
+    client = client_for(daemon)
+    if client is None or not daemon.leadership.is_leader:  # one replica sweeps for the cluster
+        return 0
+    with structlog.contextvars.bound_contextvars(job="reconcile_stripe", job_run=uuid.uuid4().hex[:12]):
+        replay_stripe_events()
+        result = sweep(daemon.engine, client, past_due_grace_days=daemon.settings.stripe.past_due_grace_days)
+    return result.total

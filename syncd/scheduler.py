@@ -66,3 +66,28 @@ def install_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None:
         replace_existing=True,
         misfire_grace_time=None,
     )
+    install_stripe_jobs(scheduler, settings)
+
+
+def install_stripe_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None:
+    """Stripe -> syncd: apply the inbox (~1 s), replay the Events API, nightly full reconcile."""
+    s = settings.scheduler
+    scheduler.add_job(
+        jobs.apply_stripe_inbox,
+        IntervalTrigger(seconds=s.inbox_interval_s, timezone=UTC),
+        id="apply_stripe_inbox",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        jobs.replay_stripe_events,
+        IntervalTrigger(seconds=s.events_replay_interval_s, timezone=UTC),
+        id="replay_stripe_events",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        jobs.reconcile_stripe,
+        CronTrigger(hour=s.reconcile_cron_hour, minute=30, timezone=UTC),
+        id="reconcile_stripe",
+        replace_existing=True,
+        misfire_grace_time=3600,
+    )

@@ -40,12 +40,20 @@ class StripePrice(StripeObjectBase, table=True):
 class StripeCustomer(StripeObjectBase, table=True):
     __tablename__ = "stripe_customer"
 
+    company_id: str | None = Field(default=None, max_length=40, index=True)
+
 
 class StripeSubscription(StripeObjectBase, table=True):
     __tablename__ = "stripe_subscription"
 
     customer_id: str | None = Field(default=None, max_length=255, index=True)
     status: str | None = Field(default=None, max_length=32)
+    # Billing-cycle anchors (from the items in current API versions, else the subscription):
+    # what billing-cycle metric resets and the wire Subscription{period_start, period_end} read.
+    current_period_start: int | None = Field(default=None, sa_type=BigInteger)
+    current_period_end: int | None = Field(default=None, sa_type=BigInteger)
+    # Stripe time at which we first saw it past_due (drives the past_due grace window).
+    past_due_since: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class StripeSubscriptionSchedule(StripeObjectBase, table=True):

@@ -119,3 +119,19 @@ def _write_change_log(session: OrmSession) -> None:
 def _forget(session: OrmSession) -> None:
     for key in (_KEY, _EVENTS, _LOGGED):
         session.info.pop(key, None)
+
+
+def checkpoint(session: Session) -> tuple[Any, list[Any]]:
+    """What has been recorded so far, to :func:`restore` after rolling back a savepoint."""
+    current = session.info.get(_KEY)
+    return (set(current) if isinstance(current, set) else current), list(session.info.get(_EVENTS, []))
+
+
+def restore(session: Session, token: tuple[Any, list[Any]]) -> None:
+    """Forget what was recorded since ``checkpoint`` (the savepoint's work was rolled back)."""
+    changed, events = token
+    if changed is None:
+        session.info.pop(_KEY, None)
+    else:
+        session.info[_KEY] = changed
+    session.info[_EVENTS] = events

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
@@ -91,6 +92,24 @@ def _classify(
     return "downgrade" if removed else None
 
 
+def _move_pinned_versions(
+    session: Session,
+    rows: Sequence[CompanyPlan],
+    versions: Mapping[str, PlanVersion],
+    version_ids: Mapping[str, str],
+    now: datetime,
+) -> dict[str, str]:
+    """Move kept assignments onto their pinned versions; returns {plan_id: previous version id}."""
+    moved: dict[str, str] = {}
+    for row in rows:
+        target = versions.get(row.plan_id)
+        if row.plan_id in version_ids and target is not None and row.plan_version_id != target.id:
+            moved[row.plan_id] = row.plan_version_id
+            row.plan_version_id, row.updated_at = target.id, now
+            session.add(row)
+    return moved
+
+
 def update_company_plans(
     session: Session,
     company_id: str,
@@ -101,11 +120,14 @@ def update_company_plans(
     source: str = "manual",
     action: str = "manage_plan",
     base_plan_action: str | None = None,
+    version_ids: Mapping[str, str] | None = None,
 ) -> PlanChange | None:
     """Make the company's plans exactly ``base_plan_id`` (None: no base plan) plus ``add_on_ids``.
 
     New assignments use each plan's published version; a plan the company keeps stays on its
-    current version. Writes a ``PlanChange`` row when anything changed and returns it.
+    current version. ``version_ids`` pins plans to given versions instead (billing: the version
+    whose Stripe price the subscription pays), moving kept plans too. Writes a ``PlanChange``
+    row when anything changed and returns it.
     """
     company = require(session, Company, company_id, "company")
     base = require(session, Plan, base_plan_id, "plan") if base_plan_id is not None else None
@@ -118,6 +140,10 @@ def update_company_plans(
         if plan.plan_type != "add_on":
             raise ValidationError(f"plan {plan.id!r} is not an add-on", code="invalid_add_on")
     versions = {p.id: require_published_version(session, p) for p in [*add_ons, *([base] if base else [])]}
+    for plan_id, version_id in (version_ids or {}).items():
+        pinned = session.get(PlanVersion, version_id)
+        if plan_id in versions and pinned is not None and pinned.plan_id == plan_id:
+            versions[plan_id] = pinned
 
     rows = company_plan_rows(session, company.id)
     current_base = next((r for r in rows if r.role == "base"), None)
@@ -125,7 +151,12 @@ def update_company_plans(
     now = utcnow()
 
     base_changed = (current_base.plan_id if current_base else None) != (base.id if base else None)
-    if base_changed:
+    moved = _move_pinned_versions(session, rows, versions, version_ids or {}, now)
+    if current_base is not None and current_base.plan_id in moved:
+        base_changed = True  # a version change of the base plan is recorded like a plan change
+    if base_changed and not (
+        current_base is not None and base is not None and current_base.plan_id == base.id
+    ):
         if current_base is not None:
             session.delete(current_base)
             session.flush()
@@ -158,10 +189,10 @@ def update_company_plans(
                 updated_at=now,
             )
         )
-    if not (base_changed or added or removed):
+    if not (base_changed or added or removed or moved):
         return None
 
-    previous_version = current_base.plan_version_id if current_base else None
+    previous_version = moved.get(current_base.plan_id, current_base.plan_version_id) if current_base else None
     new_version = (versions[base.id].id if base_changed else previous_version) if base else None
     change = PlanChange(
         company_id=company.id,

@@ -72,7 +72,21 @@ async def stripe_webhook(request: Request) -> Response:
         event_type=stored.event_type,
         status=stored.status,
     )
+    _kick(daemon, stored)
     return JSONResponse({"received": True, "status": stored.status})
+
+
+def _kick(daemon: Daemon, stored: StoredEvent) -> None:
+    """Apply a new event right away, off the request path (the scheduled job picks up anything
+    missed). Only inside a serving daemon with its scheduler on: the same conditions under
+    which the inbox job runs at all."""
+    from .. import jobs
+
+    fresh = stored.inserted and stored.status == "pending"
+    if fresh and daemon.settings.scheduler.enabled and jobs._current is daemon:
+        from .runtime import kick
+
+        kick(daemon)
 
 
 routes = [Route("/webhooks/stripe", stripe_webhook, methods=["POST"])]

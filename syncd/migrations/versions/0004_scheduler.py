@@ -1,7 +1,7 @@
 """scheduler
 
 Revision ID: 0004_scheduler
-Revises: 9c275cef90a7
+Revises: 0003_stripe_sync
 Create Date: 2026-11-21 06:49:24.740611
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import syncd.models.base
 
 revision: str = "0004_scheduler"
-down_revision: str | None = "9c275cef90a7"
+down_revision: str | None = "0003_stripe_sync"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,426 @@
+"""Benchmark Stripe -> syncd on Postgres.
+
+    python bench/bench_stripe_sync.py [--quick] [--postgres URL]
+
+1. Throughput end to end: signed webhook POSTs to a serving daemon (verify, store in the
+   inbox, 2xx), each applied right after the answer (mirror, company, plans, change_log).
+   Events/s = events / (first POST -> last event applied).
+2. Latency at a steady 200 events/s: receipt -> applied (inbox ``received_at`` ->
+   ``applied_at``), p50/p99.
+3. Full sweep: pages of listed customers and subscriptions applied locally (mirror + company
+   + plan mapping, one transaction per 100-object page), objects/s and peak RSS.
+
+Event mix: per customer ``customer.created``, ``customer.subscription.created`` (Pro) and
+``customer.subscription.updated`` (quantity), as webhooks with current-API payloads. Objects
+are not re-fetched from Stripe (``SYNCD_STRIPE_REFETCH=""``): this measures syncd, not Stripe's
+rate limit. Numbers only: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import resource
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import uvicorn
+from sqlalchemy import create_engine, func, text
+from sqlmodel import Session, col, select
+
+from syncd import jobs
+from syncd.api import create_app
+from syncd.catalog import apply_catalog, loads
+from syncd.config import load_settings
+from syncd.daemon import Daemon
+from syncd.db import session_scope
+from syncd.log import configure_logging
+from syncd.models import ChangeLog, InboxEvent, utcnow
+from syncd.stripe_sync.apply import ApplyOptions, apply_pending
+from syncd.stripe_sync.inbox import store_event
+from syncd.stripe_sync.mapping import MappingContext
+from syncd.stripe_sync.sweep import SweepResult, apply_page
+
+SECRET = "whsec_bench"  # noqa: S105 (a throwaway local webhook secret)
+PRODUCT, PRICE = "prod_bench_pro", "price_bench_pro_month"
+CATALOG = f"""
+[settings]
+initial_plan = "free"
+[[plans]]
+key = "free"
+name = "Free"
+[[plans]]
+key = "pro"
+name = "Pro"
+stripe_product = "{PRODUCT}"
+prices = {{ month = 4900 }}
+"""
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"syncd_bench_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def subscription(n: int, created: int, quantity: int) -> dict[str, Any]:
+    item = {
+        "id": f"si_{n}",
+        "object": "subscription_item",
+        "price": {"id": PRICE, "object": "price", "product": PRODUCT, "recurring": {"interval": "month"}},
+        "quantity": quantity,
+        "current_period_start": created,
+        "current_period_end": created + 30 * 86_400,
+    }
+    return {
+        "id": f"sub_{n}",
+        "object": "subscription",
+        "customer": f"cus_{n}",
+        "status": "active",
+        "created": created,
+        "cancel_at_period_end": False,
+        "items": {"object": "list", "data": [item], "has_more": False},
+    }
+
+
+def events(count: int, prefix: str) -> list[dict[str, Any]]:
+    now = int(time.time())
+    out: list[dict[str, Any]] = []
+    for n in range(count // 3 + 1):
+        cid = f"{prefix}{n}"
+        objects = [
+            ("customer.created", {"id": f"cus_{cid}", "object": "customer", "name": f"Company {cid}"}),
+            ("customer.subscription.created", subscription_for(cid, now, 1)),
+            ("customer.subscription.updated", subscription_for(cid, now, 2)),
+        ]
+        for k, (etype, obj) in enumerate(objects):
+            out.append(
+                {
+                    "id": f"evt_{cid}_{k}",
+                    "object": "event",
+                    "type": etype,
+                    "api_version": "2026-10-28.endive",
+                    "created": now + k,
+                    "livemode": False,
+                    "data": {"object": obj},
+                    "request": {"id": None, "idempotency_key": None},
+                }
+            )
+    return out[:count]
+
+
+def subscription_for(cid: str, now: int, quantity: int) -> dict[str, Any]:
+    sub = subscription(0, now, quantity)
+    sub["id"], sub["customer"] = f"sub_{cid}", f"cus_{cid}"
+    sub["items"]["data"][0]["id"] = f"si_{cid}"
+    return sub
+
+
+def signed(event: dict[str, Any]) -> tuple[bytes, str]:
+    body = json.dumps(event, separators=(",", ":")).encode()
+    t = int(time.time())
+    mac = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={t},v1={mac}"
+
+
+class Server:
+    """A prepared daemon serving its HTTP app on loopback, with the inbox kick enabled."""
+
+    def __init__(self, database_url: str, data_dir: str) -> None:
+        settings = load_settings(
+            None,
+            environ={
+                "SYNCD_DATA_DIR": data_dir,
+                "SYNCD_DATABASE_URL": database_url,
+                "SYNCD_DATABASE_POOL_SIZE": "20",
+                "SYNCD_CATALOG_PATH": "",
+                "SYNCD_STRIPE_API_KEY": "sk_test_bench",
+                "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
+                "SYNCD_STRIPE_REFETCH": "",
+                "SYNCD_LOG_LEVEL": "warning",
+            },
+        )
+        configure_logging("warning", "json")
+        self.daemon = Daemon(settings)
+        self.daemon.prepare()
+        with session_scope(self.daemon.engine) as session:
+            apply_catalog(session, loads(CATALOG))
+        jobs.set_current_daemon(self.daemon)  # as in `syncd run`: webhooks kick the inbox
+        from syncd.stripe_emulator.server import free_port
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(self.daemon), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        jobs.set_current_daemon(None)
+        self.daemon.close()
+
+    def counts(self) -> tuple[int, int]:
+        with Session(self.daemon.engine) as session:
+            pending = session.exec(
+                select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")
+            ).one()
+            total = session.exec(select(func.count()).select_from(InboxEvent)).one()
+        return int(pending), int(total)
+
+    def wait_applied(self, total: int, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            pending, stored = self.counts()
+            if stored >= total and pending == 0:
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out: {stored} stored, {pending} pending")
+            time.sleep(0.02)
+
+
+def post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
+    """POST from a forked child process, so the load generator does not share the daemon's GIL."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_post_all, args=(port, payloads, threads, rate)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the load generator failed (exit {child.exitcode})")
+
+
+def _post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
+    """POST every payload (``threads`` keep-alive connections; optionally paced to ``rate``/s)."""
+    start = time.monotonic()
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for i in range(k, len(payloads), threads):
+            if rate is not None:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            body, sig = payloads[i]
+            conn.request(
+                "POST",
+                "/webhooks/stripe",
+                body=body,
+                headers={"Stripe-Signature": sig, "Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(str(response.status))
+        conn.close()
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[:3]}")
+
+
+def throughput(server: Server, count: int) -> dict[str, float]:
+    payloads = [signed(e) for e in events(count, "t")]
+    t0 = time.monotonic()
+    post_all(server.port, payloads, threads=8)
+    t_posted = time.monotonic()
+    t_done = server.wait_applied(len(payloads))
+    with Session(server.daemon.engine) as session:
+        logged = session.exec(select(func.count()).select_from(ChangeLog)).one()
+    return {
+        "events": len(payloads),
+        "events_per_s": len(payloads) / (t_done - t0),
+        "receive_per_s": len(payloads) / (t_posted - t0),
+        "change_log_rows": float(logged),
+    }
+
+
+def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
+    _, before = server.counts()
+    payloads = [signed(e) for e in events(int(rate * seconds), "l")]
+    post_all(server.port, payloads, threads=4, rate=rate)
+    server.wait_applied(before + len(payloads))
+    with Session(server.daemon.engine) as session:
+        rows = session.exec(
+            select(InboxEvent.received_at, InboxEvent.applied_at).where(
+                col(InboxEvent.event_id).like("evt_l%")
+            )
+        ).all()
+    lat = sorted((applied - received).total_seconds() * 1000 for received, applied in rows if applied)
+    return {
+        "events": len(lat),
+        "p50_ms": lat[len(lat) // 2],
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "max_ms": lat[-1],
+    }
+
+
+def apply_only(database_url: str, count: int) -> dict[str, float]:
+    """Events stored straight into the inbox, then applied by one thread: the applier's cost."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(
+            None,
+            environ={
+                "SYNCD_DATA_DIR": data_dir,
+                "SYNCD_DATABASE_URL": database_url,
+                "SYNCD_CATALOG_PATH": "",
+            },
+        )
+        daemon = Daemon(settings)
+        daemon.prepare()
+        with session_scope(daemon.engine) as session:
+            apply_catalog(session, loads(CATALOG))
+        evs = events(count, "a")
+        with daemon.engine.begin() as conn:
+            for event in evs:
+                store_event(conn, json.dumps(event).encode(), event)
+        options = ApplyOptions(refetch=frozenset())
+        t0, c0 = time.monotonic(), time.thread_time()
+        done = 0
+        while done < len(evs):
+            done += apply_pending(daemon.engine, None, options=options, limit=1000).processed
+        wall, cpu = time.monotonic() - t0, time.thread_time() - c0
+        daemon.close()
+    return {
+        "events": float(len(evs)),
+        "events_per_s": len(evs) / wall,
+        "cpu_ms_per_event": cpu / len(evs) * 1000,
+    }
+
+
+def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
+    """Apply listed pages (customers, then subscriptions) the way the sweep does, no HTTP."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(
+            None,
+            environ={
+                "SYNCD_DATA_DIR": data_dir,
+                "SYNCD_DATABASE_URL": database_url,
+                "SYNCD_CATALOG_PATH": "",
+            },
+        )
+        daemon = Daemon(settings)
+        daemon.prepare()
+        with session_scope(daemon.engine) as session:
+            apply_catalog(session, loads(CATALOG))
+        ctx = MappingContext(now=utcnow())
+        result = SweepResult()
+        created = int(time.time())
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0, c0 = time.monotonic(), time.thread_time()
+        for kind in ("customer", "subscription"):
+            for start in range(0, customers, 100):
+                page = [
+                    {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
+                    if kind == "customer"
+                    else subscription_for(f"s{n}", created, 3)
+                    for n in range(start, min(customers, start + 100))
+                ]
+                with Session(daemon.engine) as session:
+                    apply_page(session, None, kind, page, ctx, created=created, result=result)
+                    session.commit()
+        elapsed, cpu = time.monotonic() - t0, time.thread_time() - c0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # The nightly case: the same objects again, nothing changed.
+        again = SweepResult()
+        t1 = time.monotonic()
+        for kind in ("customer", "subscription"):
+            for start in range(0, customers, 100):
+                page = [
+                    {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
+                    if kind == "customer"
+                    else subscription_for(f"s{n}", created, 3)
+                    for n in range(start, min(customers, start + 100))
+                ]
+                with Session(daemon.engine) as session:
+                    apply_page(session, None, kind, page, ctx, created=created, result=again)
+                    session.commit()
+        resweep = again.stored / (time.monotonic() - t1)
+        daemon.close()
+    return {
+        "objects": float(result.stored),
+        "objects_per_s": result.stored / elapsed,
+        "cpu_ms_per_object": cpu / max(1, result.stored) * 1000,
+        "resweep_per_s": resweep,
+        "peak_rss_mb": rss / 1024,
+        "rss_growth_mb": (rss - rss0) / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s for the latency run")
+    parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
+    args = parser.parse_args()
+    n_events = 600 if args.quick else 3000
+    lat_seconds = 3 if args.quick else 10
+    n_sweep = args.sweep_customers or (1000 if args.quick else 10_000)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+
+    with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
+        server = Server(url, data_dir)
+        try:
+            tp = throughput(server, n_events)
+            print(
+                f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
+                f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
+            )
+            lt = latency(server, args.latency_rate, lat_seconds)
+            print(
+                f"at {args.latency_rate:.0f} events/s: receipt -> applied p50 {lt['p50_ms']:.1f} ms, "
+                f"p99 {lt['p99_ms']:.1f} ms, max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events)"
+            )
+        finally:
+            server.stop()
+    with fresh_database(args.postgres) as url:
+        ap = apply_only(url, n_events)
+        print(
+            f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
+            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event"
+        )
+    with fresh_database(args.postgres) as url:
+        sw = sweep_rate(url, n_sweep)
+        print(
+            f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
+            f"({sw['cpu_ms_per_object']:.2f} ms CPU per object); peak RSS {sw['peak_rss_mb']:.0f} MB "
+            f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep); "
+            f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s"
+        )
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""Applying inbox events, off the request path, each in its own transaction.
+
+An event is claimed with ``UPDATE ... SET attempts = attempts + 1 WHERE status = 'pending'``
+(so two workers never apply it twice), applied, and marked ``applied`` or ``ignored`` in the
+same transaction as its effects. A failure rolls the effects back and records ``last_error``;
+the event stays pending for the next run until ``max_attempts``, then becomes ``failed``. A
+poison event therefore never blocks the ones behind it.
+
+Order independence comes from the mirror watermark (:mod:`.mirror`): a stale snapshot is
+skipped, a same-second tie is resolved by re-fetching the object, and subscriptions and
+schedules are re-fetched by default (Stripe's advice: treat a webhook as a hint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import stripe
+import structlog
+from sqlalchemy import text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, col, select
+
+from ..models import InboxEvent, StripeSubscription, utcnow
+from ..services.changes import checkpoint, restore
+from ..stripe_api import is_own_request
+from . import mirror
+from .inbox import is_relevant
+from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
+from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_REFETCH = frozenset({"subscription", "subscription_schedule"})
+DELETABLE = frozenset({"product", "price", "customer"})
+# Kinds whose mapping only reads the fields of ``fingerprint`` (invoices stay hints always).
+SKIPPABLE = frozenset({"customer", "subscription", "product", "price"})
+_TRANSIENT_RETRIES = 2
+_SQLITE_TURN = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    refetch: frozenset[str] = DEFAULT_REFETCH
+    past_due_grace_days: int = 0
+    max_attempts: int = 5
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    ignored: int = 0
+    stale: int = 0
+    failed: int = 0  # attempts that raised (retried later unless out of attempts)
+    skipped: int = 0  # claimed by another worker
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.applied + self.ignored + self.stale
+
+
+def apply_pending(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    *,
+    options: ApplyOptions = ApplyOptions(),
+    now: datetime | None = None,
+    limit: int = 1000,
+    batch: int = 100,
+) -> ApplyResult:
+    """Apply up to ``limit`` pending inbox events, oldest Stripe time first.
+
+    On Postgres, ``batch`` events share one transaction, each inside its own savepoint (a
+    failing event rolls back alone): one commit per batch instead of one per event."""
+    with Session(engine) as session:
+        ids = session.exec(
+            select(InboxEvent.event_id)
+            .where(col(InboxEvent.status) == "pending")
+            .order_by(col(InboxEvent.stripe_created), col(InboxEvent.event_id))
+            .limit(limit)
+        ).all()
+    result = ApplyResult()
+    if engine.dialect.name == "postgresql":
+        for start in range(0, len(ids), batch):
+            apply_batch(engine, client, ids[start : start + batch], options=options, now=now, result=result)
+    else:
+        for event_id in ids:
+            apply_one(engine, client, event_id, options=options, now=now, result=result)
+    expire_access(engine, options=options, now=now)
+    if ids:
+        log.info(
+            "stripe_inbox_applied",
+            applied=result.applied,
+            ignored=result.ignored,
+            stale=result.stale,
+            failed=result.failed,
+        )
+    return result
+
+
+def apply_one(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    event_id: str,
+    *,
+    options: ApplyOptions = ApplyOptions(),
+    now: datetime | None = None,
+    result: ApplyResult | None = None,
+) -> str:
+    """Claim and apply one pending event; returns applied|ignored|stale|failed|skipped."""
+    result = result if result is not None else ApplyResult()
+    ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
+    # SQLite has one writer; a reader that loses the race to it fails on its stale snapshot,
+    # so in-process appliers take turns there (Postgres uses per-customer locks instead).
+    turn = _SQLITE_TURN if engine.dialect.name == "sqlite" else nullcontext()
+    for attempt in range(_TRANSIENT_RETRIES + 1):
+        try:
+            with turn:
+                outcome = _apply_claimed(engine, client, event_id, ctx, options)
+        except DBAPIError as exc:
+            # A race with a writer outside the inbox (the API creating the same company key,
+            # a deadlock victim): the next attempt sees the winner's rows.
+            if attempt < _TRANSIENT_RETRIES:
+                continue
+            failure: Exception = exc
+        except Exception as exc:
+            failure = exc
+        else:
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            return outcome
+        break
+    _record_failure(engine, event_id, failure, options.max_attempts)
+    result.failed += 1
+    result.errors.append(f"{event_id}: {type(failure).__name__}: {failure}")
+    return "failed"
+
+
+def _apply_claimed(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    event_id: str,
+    ctx: MappingContext,
+    options: ApplyOptions,
+) -> str:
+    with Session(engine, expire_on_commit=False) as session:
+        outcome = _claim_and_apply(session, client, event_id, ctx, options)
+        if outcome == "skipped":
+            session.rollback()
+        else:
+            session.commit()
+    return outcome
+
+
+def apply_batch(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    event_ids: Sequence[str],
+    *,
+    options: ApplyOptions = ApplyOptions(),
+    now: datetime | None = None,
+    result: ApplyResult | None = None,
+) -> ApplyResult:
+    """Apply several events in one transaction, one savepoint each (Postgres)."""
+    result = result if result is not None else ApplyResult()
+    ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
+    table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
+    outcomes: list[str] = []
+    with Session(engine, expire_on_commit=False) as session:
+        for event_id in event_ids:
+            token = checkpoint(session)
+            try:
+                with session.begin_nested():
+                    outcomes.append(_claim_and_apply(session, client, event_id, ctx, options))
+            except Exception as exc:
+                restore(session, token)
+                error = f"{type(exc).__name__}: {exc}"[:4000]
+                log.warning("stripe_event_failed", event_id=event_id, error=error)
+                session.exec(
+                    update(table)
+                    .where(table.c.event_id == event_id)
+                    .values(attempts=table.c.attempts + 1, last_error=error)
+                )
+                session.exec(
+                    update(table)
+                    .where(table.c.event_id == event_id, table.c.attempts >= options.max_attempts)
+                    .values(status="failed")
+                )
+                outcomes.append("failed")
+                result.errors.append(f"{event_id}: {error}")
+        session.commit()
+    for outcome in outcomes:
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    return result
+
+
+def _claim_and_apply(
+    session: Session,
+    client: stripe.StripeClient | None,
+    event_id: str,
+    ctx: MappingContext,
+    options: ApplyOptions,
+) -> str:
+    """Claim a pending event, apply it and mark it, inside the caller's transaction."""
+    table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
+    claimed = session.exec(
+        update(table)
+        .where(table.c.event_id == event_id, table.c.status == "pending")
+        .values(attempts=table.c.attempts + 1)
+        .returning(table.c.payload)
+    ).first()
+    if claimed is None:
+        return "skipped"
+    outcome = apply_event(session, client, json.loads(claimed[0]), ctx, options)
+    session.exec(
+        update(table)
+        .where(table.c.event_id == event_id)
+        .values(status="ignored" if outcome == "ignored" else "applied", applied_at=utcnow(), last_error=None)
+    )
+    return outcome
+
+
+def _record_failure(engine: Engine, event_id: str, exc: Exception, max_attempts: int) -> None:
+    log.warning("stripe_event_failed", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+    with Session(engine) as session:
+        row = session.get(InboxEvent, event_id)
+        if row is None:
+            return
+        row.attempts += 1  # the claim's increment was rolled back with the effects
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        if row.attempts >= max_attempts:
+            row.status = "failed"
+        session.add(row)
+        session.commit()
+
+
+def apply_event(
+    session: Session,
+    client: stripe.StripeClient | None,
+    event: dict[str, Any],
+    ctx: MappingContext,
+    options: ApplyOptions = ApplyOptions(),
+) -> str:
+    """Apply one event inside the caller's transaction; returns applied|ignored|stale."""
+    etype = str(event.get("type") or "")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not is_relevant(etype) or not isinstance(obj, dict) or not obj.get("id"):
+        return "ignored"
+    kind = object_kind(obj)
+    if kind not in mirror.MODELS:
+        return "ignored"  # e.g. entitlement summaries and test clocks: nothing mirrored
+    event_id, created = str(event["id"]), int(event.get("created") or 0)
+    customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
+    serialize(session, [f"customer:{customer}" if customer else None, f"{kind}:{obj['id']}"])
+    row = mirror.get_row(session, kind, str(obj["id"]), lock=True)
+    verdict = mirror.compare(row, created, event_id)
+    if verdict in ("stale", "same"):
+        return "stale"
+    deleted = etype.endswith(".deleted") and kind in DELETABLE
+    if client is not None and (kind in options.refetch or verdict == "tie"):
+        fetched = mirror.fetch(client, kind, str(obj["id"]))
+        if fetched is None or fetched.get("deleted"):
+            deleted = True
+            obj = {**(row.data if row is not None else obj), "deleted": True}
+        else:
+            obj, deleted = fetched, False
+    elif kind == "subscription":
+        obj = mirror.complete_items(client, obj)
+    unchanged = row is not None and fingerprint(kind, row.data) == fingerprint(kind, obj)
+    unchanged = unchanged and row.deleted == deleted
+    row = mirror.store(session, kind, obj, created=created, source_id=event_id, row=row, deleted=deleted)
+    if unchanged and kind in SKIPPABLE and (kind != "customer" or row.company_id):
+        return "applied"  # nothing that mapping reads has changed (e.g. an invoice-only update)
+    if is_own_request(event):
+        # Echo of syncd's own write: the domain already holds this change.
+        log.debug("stripe_event_echo", event_id=event_id, event_type=etype)
+        return "applied"
+    map_row(session, client, kind, row, ctx, options, created=created, source_id=event_id)
+    return "applied"
+
+
+def serialize(session: Session, keys: Sequence[str | None]) -> None:
+    """Concurrent appliers (threads, replicas) take turns per customer and per object.
+
+    Transaction-scoped Postgres advisory locks, always customer before object, so two events
+    for one customer never both create its company or both insert a mirror row. SQLite runs
+    one writer at a time anyway (see ``apply_one``)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in keys:
+        if key:
+            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+
+
+def map_row(
+    session: Session,
+    client: stripe.StripeClient | None,
+    kind: str,
+    row: Any,
+    ctx: MappingContext,
+    options: ApplyOptions,
+    *,
+    created: int,
+    source_id: str,
+) -> None:
+    """Carry a freshly mirrored object into the domain."""
+    if kind == "customer":
+        apply_customer(session, row)
+    elif kind == "subscription" and row.customer_id:
+        sync_company(session, row.customer_id, ctx)
+    elif kind == "product" and link_product(session, row):
+        ctx._plans.clear()
+        for customer_id in customers_with_product(session, row.stripe_id):
+            sync_company(session, customer_id, ctx)
+    elif kind == "invoice" and client is not None and "subscription" in options.refetch:
+        # Payment outcomes move subscription status; some emitters (localstripe) send no
+        # customer.subscription.updated for them, so the invoice is the only hint.
+        sub_id = invoice_subscription_id(row.data)
+        if sub_id:
+            refresh_subscription(session, client, sub_id, ctx, created=created, source_id=f"{source_id}:sub")
+
+
+def refresh_subscription(
+    session: Session,
+    client: stripe.StripeClient,
+    sub_id: str,
+    ctx: MappingContext,
+    *,
+    created: int,
+    source_id: str,
+) -> None:
+    current = mirror.get_row(session, "subscription", sub_id, lock=True)
+    fetched = mirror.fetch(client, "subscription", sub_id)
+    if fetched is None:
+        return
+    row = mirror.store(session, "subscription", fetched, created=created, source_id=source_id, row=current)
+    if row.customer_id:
+        sync_company(session, row.customer_id, ctx)
+
+
+def customers_with_product(session: Session, product_id: str) -> list[str]:
+    """Customers whose granting subscriptions include a product (after it links to a plan)."""
+    subs = session.exec(
+        select(StripeSubscription).where(col(StripeSubscription.status).in_(sorted(GRANTING)))
+    ).all()
+    found = {
+        s.customer_id
+        for s in subs
+        if s.customer_id and any(i.product_id == product_id for i in subscription_view(s.data).items)
+    }
+    return sorted(found)
+
+
+def expire_access(
+    engine: Engine,
+    *,
+    options: ApplyOptions = ApplyOptions(),
+    now: datetime | None = None,
+) -> int:
+    """Re-map customers whose access ran out (period end after a cancel, past_due grace):
+    Stripe sends nothing at that moment, but adapters must hear about it."""
+    ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
+    with Session(engine) as session:
+        customers = expiring_customers(session, ctx.now)
+    for customer_id in customers:
+        with Session(engine) as session:
+            sync_company(session, customer_id, ctx)
+            session.commit()
+    if customers:
+        log.info("stripe_access_expired", customers=len(customers))
+    return len(customers)

@@ -1,0 +1,401 @@
+"""Stripe mirror -> domain: customers to companies, subscriptions to plans, add-ons and access.
+
+:func:`sync_company` recomputes one customer's billing-managed plans from *every* mirrored
+subscription of that customer, so the result depends only on the mirror, never on the order
+events arrived in, and running it twice changes nothing.
+
+* Customer -> company through the ``stripe_customer_id`` company key (created on first sight).
+* Product -> plan or add-on: ``Plan.stripe_product_id`` (catalog / ``upsert_billing_product_plan``),
+  else a product whose ``metadata["syncd_plan"]`` names a plan key. Price -> plan version:
+  ``PlanPrice.stripe_price_id``, else the plan's published version.
+* Status -> access: active and trialing grant; past_due grants (for ``past_due_grace_days``
+  after it started when that is > 0); incomplete, incomplete_expired, canceled, unpaid and
+  paused revoke. Revoking removes the billing-sourced base plan; the state loader derives the
+  catalog fallback plan for a company without a base plan.
+* ``cancel_at_period_end`` / ``cancel_at`` keep access until then: ``CompanyPlan.access_until``.
+* Pay-in-advance quantity -> the allocation trait of the plan's ``pay_in_advance`` trait
+  entitlements (e.g. ``seats_allocated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from ..models import (
+    Company,
+    CompanyPlan,
+    Plan,
+    PlanEntitlement,
+    PlanPrice,
+    PlanVersion,
+    StripeCustomer,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    TraitDefinition,
+    utcnow,
+)
+from ..services import keys as entity_keys
+from ..services.audit import Actor
+from ..services.changes import entitlements_changed, record_event
+from ..services.companies import upsert_company
+from ..services.company_plans import company_plan_rows, update_company_plans
+from ..services.traits import set_traits
+from .normalize import GRANTING, ItemView, SubscriptionView, metadata, subscription_view
+
+CUSTOMER_KEY = "stripe_customer_id"
+PLAN_METADATA_KEY = "syncd_plan"
+STRIPE = Actor("stripe")
+
+
+def ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+@dataclass
+class MappingContext:
+    """What a mapping run needs: the time to judge access at, policy, and per-run caches."""
+
+    now: datetime
+    past_due_grace_days: int = 0
+    _plans: dict[tuple[str | None, str | None], tuple[PlanRef | None, str | None]] = field(
+        default_factory=dict
+    )
+    _allocations: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def now_ts(self) -> int:
+        return int(self.now.timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRef:
+    """What mapping needs of a plan, detached from any session (cached across transactions)."""
+
+    id: str
+    key: str
+    plan_type: str
+
+    @classmethod
+    def of(cls, plan: Plan | None) -> PlanRef | None:
+        return cls(plan.id, plan.key, plan.plan_type) if plan is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One billing-managed plan assignment wanted for a company."""
+
+    plan: PlanRef
+    version_id: str | None
+    sub: SubscriptionView
+    item: ItemView
+    access_until: datetime | None
+
+
+# -- customers -> companies ------------------------------------------------------------------
+
+
+def ensure_company(session: Session, customer_id: str, *, name: str | None = None) -> str:
+    """The company of a Stripe customer, created on first sight."""
+    mirror = session.get(StripeCustomer, customer_id)
+    if mirror is not None and mirror.company_id and session.get(Company, mirror.company_id):
+        return mirror.company_id
+    found = entity_keys.resolve(session, entity_keys.COMPANY_KEYS, {CUSTOMER_KEY: customer_id})
+    if found is None:
+        company, _ = upsert_company(session, keys={CUSTOMER_KEY: customer_id}, name=name, actor=STRIPE)
+        found = company.id
+    if mirror is not None and mirror.company_id != found:
+        mirror.company_id = found
+        session.add(mirror)
+    return found
+
+
+def customer_name(data: dict[str, Any]) -> str | None:
+    for key in ("name", "email", "description"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:255]
+    return None
+
+
+def apply_customer(session: Session, mirror: StripeCustomer) -> str:
+    """Create (or rename) the customer's company; returns the company id."""
+    name = customer_name(mirror.data)
+    company_id = ensure_company(session, mirror.stripe_id, name=name)
+    company = session.get(Company, company_id)
+    if company is not None and name and company.name != name and not mirror.deleted:
+        company.name = name
+        session.add(company)
+    return company_id
+
+
+# -- products and prices -> plans and versions -----------------------------------------------
+
+
+def _plan_for_product(session: Session, product_id: str | None) -> Plan | None:
+    if not product_id:
+        return None
+    plan = session.exec(select(Plan).where(col(Plan.stripe_product_id) == product_id)).first()
+    if plan is not None:
+        return plan
+    product = session.get(StripeProduct, product_id)
+    key = metadata(product.data).get(PLAN_METADATA_KEY) if product is not None else None
+    return session.exec(select(Plan).where(col(Plan.key) == key)).first() if key else None
+
+
+def resolve_price(
+    session: Session, ctx: MappingContext, price_id: str | None, product_id: str | None
+) -> tuple[PlanRef | None, str | None]:
+    """(plan, pinned version id or None) for a subscription item's price."""
+    cache_key = (price_id, product_id)
+    if cache_key in ctx._plans:
+        return ctx._plans[cache_key]
+    result: tuple[PlanRef | None, str | None] = (None, None)
+    linked = (
+        session.exec(select(PlanPrice).where(col(PlanPrice.stripe_price_id) == price_id)).first()
+        if price_id
+        else None
+    )
+    version = session.get(PlanVersion, linked.plan_version_id) if linked is not None else None
+    if version is not None:
+        result = (PlanRef.of(session.get(Plan, version.plan_id)), version.id)
+    else:
+        if product_id is None and price_id:
+            price = session.get(StripePrice, price_id)
+            product_id = price.product_id if price is not None else None
+        result = (PlanRef.of(_plan_for_product(session, product_id)), None)
+    ctx._plans[cache_key] = result
+    return result
+
+
+def link_product(session: Session, product: StripeProduct) -> bool:
+    """Persist a metadata link (``syncd_plan``) as ``Plan.stripe_product_id``; True if new."""
+    key = metadata(product.data).get(PLAN_METADATA_KEY)
+    if not key or product.deleted:
+        return False
+    plan = session.exec(select(Plan).where(col(Plan.key) == key)).first()
+    if plan is None or plan.stripe_product_id is not None:
+        return False
+    taken = session.exec(select(Plan.id).where(col(Plan.stripe_product_id) == product.stripe_id)).first()
+    if taken is not None:
+        return False
+    plan.stripe_product_id = product.stripe_id
+    session.add(plan)
+    return True
+
+
+# -- subscriptions -> plans and access --------------------------------------------------------
+
+
+def access_until(
+    view: SubscriptionView, past_due_since: int | None, ctx: MappingContext
+) -> tuple[bool, int | None]:
+    """Whether the subscription grants access now, and until when (None: open-ended)."""
+    if view.status not in GRANTING:
+        return False, None
+    until: int | None = None
+    if view.status == "past_due" and ctx.past_due_grace_days > 0 and past_due_since is not None:
+        until = past_due_since + ctx.past_due_grace_days * 86_400
+    if view.cancel_at_period_end and view.period_end is not None:
+        until = view.period_end if until is None else min(until, view.period_end)
+    if view.cancel_at is not None:
+        until = view.cancel_at if until is None else min(until, view.cancel_at)
+    if until is not None and until <= ctx.now_ts:
+        return False, until
+    return True, until
+
+
+def trial_status(view: SubscriptionView) -> str | None:
+    """Schematic's trial status: active while trialing, then converted (paying) or expired."""
+    if view.trial_end is None:
+        return None
+    if view.status == "trialing":
+        return "active"
+    return "converted" if view.status in ("active", "past_due") else "expired"
+
+
+def claims_for(session: Session, customer_id: str, ctx: MappingContext) -> list[Claim]:
+    """The billing-managed plans this customer's mirrored subscriptions grant now."""
+    subs = session.exec(
+        select(StripeSubscription).where(
+            col(StripeSubscription.customer_id) == customer_id, col(StripeSubscription.deleted).is_(False)
+        )
+    ).all()
+    return claims_from(session, [(subscription_view(s.data), s.past_due_since) for s in subs], ctx)
+
+
+def claims_from(
+    session: Session, subs: list[tuple[SubscriptionView, int | None]], ctx: MappingContext
+) -> list[Claim]:
+    """Claims from (subscription, past_due_since) pairs, newest subscription first."""
+    claims: list[Claim] = []
+    for view, since in sorted(subs, key=lambda v: (-v[0].created, v[0].id)):
+        grant, until = access_until(view, since, ctx)
+        if not grant:
+            continue
+        for item in view.items:
+            plan, version_id = resolve_price(session, ctx, item.price_id, item.product_id)
+            if plan is not None:
+                claims.append(Claim(plan, version_id, view, item, ts(until)))
+    return claims
+
+
+def expected_plans(claims: list[Claim]) -> tuple[Claim | None, dict[str, Claim]]:
+    """(base claim, add-on claims by plan id): the newest subscription's base plan wins."""
+    base = next((c for c in claims if c.plan.plan_type == "plan"), None)
+    add_ons: dict[str, Claim] = {}
+    for claim in claims:
+        if claim.plan.plan_type == "add_on":
+            add_ons.setdefault(claim.plan.id, claim)
+    return base, add_ons
+
+
+def _billing_fields(claim: Claim, ctx: MappingContext) -> dict[str, Any]:
+    return {
+        "source": "billing",
+        "quantity": claim.item.quantity,
+        "stripe_subscription_id": claim.sub.id,
+        "stripe_subscription_item_id": claim.item.id,
+        "stripe_price_id": claim.item.price_id,
+        "trial_end": ts(claim.sub.trial_end),
+        "trial_status": trial_status(claim.sub),
+        "access_until": claim.access_until,
+    }
+
+
+def _allocation_traits(session: Session, ctx: MappingContext, version_id: str) -> list[str]:
+    """Names of the traits a version's pay-in-advance trait entitlements read (cached per run)."""
+    if version_id in ctx._allocations:
+        return ctx._allocations[version_id]
+    ents = session.exec(
+        select(PlanEntitlement).where(
+            col(PlanEntitlement.plan_version_id) == version_id,
+            col(PlanEntitlement.value_type) == "trait",
+            col(PlanEntitlement.value_trait_id).is_not(None),
+        )
+    ).all()
+    in_advance = session.exec(
+        select(PlanPrice.id).where(
+            col(PlanPrice.plan_version_id) == version_id, col(PlanPrice.price_behavior) == "pay_in_advance"
+        )
+    ).first()
+    names: list[str] = []
+    for ent in ents:
+        if ent.price_behavior == "pay_in_advance" or in_advance is not None:
+            definition = session.get(TraitDefinition, ent.value_trait_id)
+            if definition is not None:
+                names.append(definition.name)
+    ctx._allocations[version_id] = names
+    return names
+
+
+def _allocate(session: Session, ctx: MappingContext, company_id: str, row: CompanyPlan) -> bool:
+    """Write a pay-in-advance quantity to the allocation traits of the row's plan version."""
+    names = _allocation_traits(session, ctx, row.plan_version_id)
+    if not names:
+        return False
+    return set_traits(session, "company", company_id, dict.fromkeys(names, row.quantity))
+
+
+def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:
+    """Make the customer's company's billing-managed plans match the mirror. True if changed."""
+    company_id = ensure_company(session, customer_id)
+    base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
+
+    rows = company_plan_rows(session, company_id)
+    current_base = next((r for r in rows if r.role == "base"), None)
+    if base is not None:
+        base_id: str | None = base.plan.id
+    elif current_base is not None and current_base.source != "billing":
+        base_id = current_base.plan_id  # a manual or initial plan: not billing's to remove
+    else:
+        base_id = None
+    kept = [
+        r.plan_id for r in rows if r.role == "add_on" and r.source != "billing" and r.plan_id not in add_ons
+    ]
+    wanted = {c.plan.id: c for c in [*([base] if base else []), *add_ons.values()]}
+    change = update_company_plans(
+        session,
+        company_id,
+        base_plan_id=base_id,
+        add_on_ids=[*kept, *add_ons],
+        actor=Actor("stripe", base.sub.id if base else None),
+        source="billing",
+        action="billing_sync",
+        version_ids={pid: c.version_id for pid, c in wanted.items() if c.version_id},
+    )
+    updated = False
+    for row in company_plan_rows(session, company_id):
+        claim = wanted.get(row.plan_id)
+        if claim is None:
+            continue
+        fields = _billing_fields(claim, ctx)
+        if any(getattr(row, k) != v for k, v in fields.items()):
+            for k, v in fields.items():
+                setattr(row, k, v)
+            row.updated_at = utcnow()
+            session.add(row)
+            updated = True
+        updated |= _allocate(session, ctx, company_id, row)
+    if change is None and not updated:
+        return False
+    session.flush()
+    entitlements_changed(session, [company_id])
+    record_event(
+        session,
+        "company.plan_changed",
+        company_id,
+        {
+            "action": change.action if change else "subscription_updated",
+            "base_plan_action": change.base_plan_action if change else None,
+            "subscription_change_action": change.subscription_change_action if change else None,
+            "previous_base_plan_id": change.previous_base_plan_id if change else None,
+            "base_plan_id": base_id,
+            "add_ons_added": change.add_ons_added if change else [],
+            "add_ons_removed": change.add_ons_removed if change else [],
+            "is_version_upgrade": bool(
+                change
+                and change.previous_base_plan_id == change.base_plan_id
+                and change.previous_base_plan_version_id != change.base_plan_version_id
+            ),
+            "stripe_customer_id": customer_id,
+            "stripe_subscription_id": base.sub.id if base else None,
+        },
+    )
+    return True
+
+
+def expiring_customers(session: Session, now: datetime) -> list[str]:
+    """Customers with billing access that has run out (cancel at period end, past_due grace)."""
+    rows = session.exec(
+        select(StripeCustomer.stripe_id)
+        .join(CompanyPlan, col(CompanyPlan.company_id) == StripeCustomer.company_id)
+        .where(
+            col(CompanyPlan.source) == "billing",
+            col(CompanyPlan.access_until).is_not(None),
+            col(CompanyPlan.access_until) <= now,
+        )
+        .distinct()
+    ).all()
+    return list(rows)
+
+
+def current_period(session: Session, company_id: str) -> tuple[datetime, datetime] | None:
+    """The billing period of the company's base-plan subscription (billing-cycle metric resets)."""
+    row = session.exec(
+        select(CompanyPlan).where(
+            col(CompanyPlan.company_id) == company_id,
+            col(CompanyPlan.role) == "base",
+            col(CompanyPlan.stripe_subscription_id).is_not(None),
+        )
+    ).first()
+    sub = session.get(StripeSubscription, row.stripe_subscription_id) if row is not None else None
+    if sub is None or sub.current_period_start is None or sub.current_period_end is None:
+        return None
+    start, end = ts(sub.current_period_start), ts(sub.current_period_end)
+    assert start is not None and end is not None
+    return start, end

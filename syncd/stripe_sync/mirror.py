@@ -1,0 +1,200 @@
+"""The local mirror of Stripe objects, guarded by a per-object version watermark.
+
+The watermark is ``(source_created, source_id)``: the Stripe time of the snapshot held and
+the event (or fetch) it came from. A snapshot older than the watermark never overwrites the
+row (out-of-order delivery); one from the same second but another event is a tie, which the
+caller resolves by re-fetching the object (Stripe's ``created`` has one-second resolution, and
+the strict ``<`` guard of other sync engines drops the newer of two same-second events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import stripe
+import structlog
+from sqlmodel import Session, SQLModel
+
+from ..models import (
+    StripeCustomer,
+    StripeInvoice,
+    StripeMeter,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionSchedule,
+    utcnow,
+)
+from .normalize import (
+    JSON,
+    embedded_items,
+    invoice_subscription_id,
+    plain,
+    price_fields,
+    ref_id,
+    subscription_view,
+)
+
+log = structlog.get_logger(__name__)
+
+MODELS: dict[str, type[SQLModel]] = {
+    "product": StripeProduct,
+    "price": StripePrice,
+    "customer": StripeCustomer,
+    "subscription": StripeSubscription,
+    "subscription_schedule": StripeSubscriptionSchedule,
+    "invoice": StripeInvoice,
+    "billing.meter": StripeMeter,
+}
+Verdict = Literal["newer", "tie", "stale", "same"]
+
+
+def compare(row: Any, created: int, source_id: str) -> Verdict:
+    """Where a snapshot stands against the row's watermark."""
+    if row is None:
+        return "newer"
+    if row.source_id == source_id:
+        return "same"
+    if created > row.source_created:
+        return "newer"
+    if created < row.source_created:
+        return "stale"
+    return "tie"
+
+
+def get_row(session: Session, kind: str, stripe_id: str, *, lock: bool = False) -> Any:
+    model = MODELS[kind]
+    return session.get(model, stripe_id, with_for_update=lock and _locks(session))
+
+
+def _locks(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def columns(kind: str, obj: JSON) -> dict[str, Any]:
+    """The indexed columns a kind keeps next to the raw ``data``."""
+    if kind == "price":
+        product, _ = price_fields(obj)
+        return {"product_id": product}
+    if kind == "subscription":
+        view = subscription_view(obj)
+        return {
+            "customer_id": view.customer_id,
+            "status": view.status,
+            "current_period_start": view.period_start,
+            "current_period_end": view.period_end,
+        }
+    if kind == "subscription_schedule":
+        return {
+            "customer_id": ref_id(obj.get("customer")),
+            "subscription_id": ref_id(obj.get("subscription")),
+        }
+    if kind == "invoice":
+        return {"customer_id": ref_id(obj.get("customer")), "subscription_id": invoice_subscription_id(obj)}
+    if kind == "billing.meter":
+        return {"event_name": obj.get("event_name")}
+    return {}
+
+
+def store(
+    session: Session,
+    kind: str,
+    obj: JSON,
+    *,
+    created: int,
+    source_id: str,
+    row: Any = None,
+    deleted: bool = False,
+) -> Any:
+    """Write the snapshot into the mirror (the caller has checked the watermark)."""
+    model = MODELS[kind]
+    stripe_id = str(obj["id"])
+    if row is None:
+        row = session.get(model, stripe_id)
+    if row is None:
+        row = model(stripe_id=stripe_id)
+    previous_status = getattr(row, "status", None)
+    row.data = obj
+    row.livemode = bool(obj.get("livemode"))
+    row.deleted = deleted or bool(obj.get("deleted"))
+    row.source_created = max(created, row.source_created or 0)
+    row.source_id = source_id
+    row.synced_at = utcnow()
+    for name, value in columns(kind, obj).items():
+        setattr(row, name, value)
+    if kind == "subscription":
+        if row.status != "past_due":
+            row.past_due_since = None
+        elif previous_status != "past_due" or row.past_due_since is None:
+            row.past_due_since = created
+    session.add(row)
+    return row
+
+
+# -- fetching from Stripe ----------------------------------------------------------------
+
+
+def fetch(client: stripe.StripeClient, kind: str, stripe_id: str) -> JSON | None:
+    """The current object, or None when Stripe no longer has it (deleted)."""
+    v1 = client.v1
+    getters: dict[str, Any] = {
+        "product": v1.products.retrieve,
+        "price": v1.prices.retrieve,
+        "customer": v1.customers.retrieve,
+        "subscription": v1.subscriptions.retrieve,
+        "subscription_schedule": v1.subscription_schedules.retrieve,
+        "invoice": v1.invoices.retrieve,
+        "billing.meter": v1.billing.meters.retrieve,
+    }
+    if kind == "price" and stripe_id.startswith("plan_"):
+        getters["price"] = v1.plans.retrieve  # legacy plan ids (localstripe has no /v1/prices)
+    try:
+        obj = plain(getters[kind](stripe_id))
+    except stripe.StripeError as exc:  # 404 bodies of fakes are not always JSON errors
+        if exc.http_status == 404:
+            return None
+        raise
+    if kind == "subscription":
+        obj = complete_items(client, obj)
+    return obj
+
+
+def complete_items(client: stripe.StripeClient | None, sub: JSON) -> JSON:
+    """The subscription with every item embedded: Stripe embeds only the first 10."""
+    rows, complete = embedded_items(sub)
+    if complete:
+        return sub
+    if client is None:
+        log.warning("stripe_items_truncated", subscription=sub.get("id"), embedded=len(rows))
+        return sub
+    listing = client.v1.subscription_items.list({"subscription": str(sub["id"]), "limit": 100})
+    items = [plain(i) for i in listing.auto_paging_iter()]
+    out = dict(sub)
+    out["items"] = {**(sub.get("items") or {}), "data": items, "has_more": False}
+    return out
+
+
+def iter_all(client: stripe.StripeClient, kind: str, *, starting_after: str | None = None) -> Iterator[JSON]:
+    """Every object of a kind, oldest cursor first as Stripe pages them (newest first)."""
+    params: dict[str, Any] = {"limit": 100}
+    if starting_after:
+        params["starting_after"] = starting_after
+    v1 = client.v1
+    listers: dict[str, Any] = {
+        "product": v1.products.list,
+        "price": v1.prices.list,
+        "customer": v1.customers.list,
+        "subscription": v1.subscriptions.list,
+        "subscription_schedule": v1.subscription_schedules.list,
+    }
+    if kind == "subscription":
+        params["status"] = "all"
+    page = listers[kind](params)
+    while True:
+        for obj in page.data:
+            yield plain(obj)
+        if not page.has_more or not page.data:
+            return
+        params["starting_after"] = page.data[-1].id
+        page = listers[kind](params)

@@ -1,0 +1,91 @@
+"""The Stripe side of a running daemon: its client and apply policy, built once."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import stripe
+import structlog
+
+from ..config import Settings
+from ..stripe_api import build_client
+from .apply import ApplyOptions, apply_pending
+
+log = structlog.get_logger(__name__)
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+_lock = threading.Lock()
+_clients: dict[tuple[int, str | None, str | None], stripe.StripeClient] = {}
+
+
+def client_for(daemon: Daemon) -> stripe.StripeClient | None:
+    """The daemon's StripeClient (real Stripe or its emulator); None without a key."""
+    key, base = daemon.stripe_api_key, daemon.stripe_api_base
+    if key is None:
+        return None
+    cache_key = (id(daemon), key, base)
+    with _lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            client, _ = build_client(daemon.settings, api_key=key, api_base=base)
+            _clients[cache_key] = client
+        return client
+
+
+class InboxWorker:
+    """One applier thread per daemon, woken by each stored webhook.
+
+    Bursts coalesce into batches (one transaction per batch on Postgres), and a single
+    in-process applier never races itself; the scheduled job covers anything it misses."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stripe-inbox", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        from .. import jobs
+
+        while True:
+            woke = self._wake.wait(timeout=1.0)
+            if jobs._current is not self.daemon:
+                break  # the daemon stopped serving
+            if not woke:
+                continue
+            self._wake.clear()
+            try:
+                while apply_pending(
+                    self.daemon.engine,
+                    client_for(self.daemon),
+                    options=apply_options(self.daemon.settings),
+                    limit=500,
+                ).processed:
+                    pass
+            except Exception:  # keep the thread alive; the scheduled job retries
+                log.exception("stripe_inbox_worker_failed")
+        with _lock:
+            _workers.pop(id(self.daemon), None)
+
+
+_workers: dict[int, InboxWorker] = {}
+
+
+def kick(daemon: Daemon) -> None:
+    """Wake the daemon's inbox applier (started on first use)."""
+    with _lock:
+        worker = _workers.get(id(daemon))
+        if worker is None:
+            worker = _workers[id(daemon)] = InboxWorker(daemon)
+    worker.kick()
+
+
+def apply_options(settings: Settings) -> ApplyOptions:
+    kinds = frozenset(k.strip() for k in settings.stripe.refetch.split(",") if k.strip())
+    return ApplyOptions(refetch=kinds, past_due_grace_days=settings.stripe.past_due_grace_days)
