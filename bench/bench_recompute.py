@@ -157,6 +157,7 @@ def main() -> None:
         store.follow()
         current = time.perf_counter() - t
         after = store.check({"id": pro_company}, None, "api-calls")
+        store.refresh_expired()  # reload every company the publish marked stale
         while store.warm(10_000):
             pass
         total = time.perf_counter() - t
@@ -167,7 +168,7 @@ def main() -> None:
         )
         moved = sum(len(m.company_ids) for m in diff.migrations)
         print(f"publish (catalog apply, {moved:,} companies migrated): {applied:6.2f} s")
-        print(f"publish -> every company's new state answerable: {current:6.2f} s")
+        print(f"publish -> change logged and followed (moved companies marked stale): {current:6.2f} s")
         print(
             f"publish -> every snapshot recomputed: {total:6.2f} s   target <= 20 s: "
             f"{'met' if total <= 20 else 'NOT met'}"
