@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 venv: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[postgres,redis]'
+	$(BIN)/python -m pip install -q -e '.[postgres,redis,fast]'
 
 run: venv
 	$(BIN)/syncd run

@@ -55,6 +55,10 @@ class KeyVerifier:
         self._engine = engine
         self._cache: dict[str, Principal | None] = {}
 
+    def cached(self, presented: str) -> Principal | None:
+        """A key verified before, without touching the database (safe on the event loop)."""
+        return self._cache.get(digest(presented))
+
     def verify(self, presented: str | None) -> Principal | None:
         if not presented:
             return None

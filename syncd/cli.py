@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from sqlalchemy.engine import Engine
@@ -80,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_plugins
     )
 
+    adapters = sub.add_parser("adapters", help="enabled adapters").add_subparsers(
+        dest="adapters_command", required=True
+    )
+    resync = adapters.add_parser("resync", help="rebuild adapter targets (e.g. Redis) from current state")
+    resync.add_argument("name", nargs="?", help="only this adapter (default: every enabled adapter)")
+    resync.set_defaults(handler=cmd_adapters_resync)
+
+    hooks = sub.add_parser("webhooks", help="outbound webhooks").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    replay = hooks.add_parser("replay", help="re-queue dead-letter deliveries for a new round of attempts")
+    replay.add_argument("--endpoint", metavar="ID", help="only this webhook endpoint (whk_...)")
+    replay.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only deliveries created since: ISO 8601 time, or 30m/24h/7d ago",
+    )
+    replay.set_defaults(handler=cmd_webhooks_replay)
+
     reconcile = sub.add_parser("reconcile", help="reconcile local state with Stripe")
     mode = reconcile.add_mutually_exclusive_group()
     mode.add_argument("--verify", action="store_true", help="print differences; exit 1 if any")
@@ -129,6 +149,10 @@ def _prepared_engine(settings: Settings) -> Engine:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .daemon import Daemon
 
+    if settings.server.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(settings, args.host, args.port)
     daemon = Daemon(settings)
     daemon.prepare()
     asyncio.run(daemon.serve(args.host, args.port))
@@ -214,20 +238,68 @@ def cmd_stripe_emulator(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, settings: Settings) -> int:
-    from .plugins import ENTRY_POINT_GROUP
+    from dataclasses import asdict
 
-    rows = []
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = ep.dist
-        rows.append(
-            {
-                "name": ep.name,
-                "module": ep.value,
-                "distribution": dist.name if dist else None,
-                "version": dist.version if dist else None,
-            }
-        )
-    print(json.dumps(rows, indent=2))
+    from .plugins import installed_adapters
+
+    print(json.dumps([asdict(a) for a in installed_adapters(settings)], indent=2))
+    return 0
+
+
+def cmd_adapters_resync(args: argparse.Namespace, settings: Settings) -> int:
+    """Resync in this process: the same config reaches the same targets as the daemon."""
+    from . import migrate
+    from .daemon import Daemon
+    from .db import check_connection
+    from .exceptions import ValidationError
+    from .publish import call_each
+
+    daemon = Daemon(settings)
+    try:
+        check_connection(daemon.engine)
+        if not migrate.is_at_head(daemon.engine):
+            raise SyncdError("the database schema is not at the latest revision; run `syncd db upgrade`")
+        daemon.start_plugins()
+        assert daemon.plugins is not None
+        known = daemon.plugins.implementers("syncd_resync")
+        if args.name is not None and args.name not in known:
+            raise ValidationError(
+                f"no enabled adapter {args.name!r} can resync (enabled: {', '.join(known) or 'none'})"
+            )
+        names = [args.name] if args.name else known
+        call_each(daemon.plugins, "syncd_resync", daemon, names)
+    finally:
+        daemon.close()
+    for name in names:
+        print(f"resynced {name}")
+    return 0
+
+
+def _since(value: str) -> datetime:
+    """``--since``: an ISO 8601 time (with a zone) or a duration ago (``30m``, ``24h``, ``7d``)."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an ISO 8601 time nor e.g. 24h") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    return parsed
+
+
+def cmd_webhooks_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from .db import session_scope
+    from .services.audit import Actor
+    from .webhooks_out.replay import replay_dead
+
+    engine = _prepared_engine(settings)
+    with session_scope(engine) as session:
+        result = replay_dead(session, webhook_id=args.endpoint, since=args.since, actor=Actor("cli"))
+    for endpoint in result.inactive_endpoints:
+        _err.print(f"warning: endpoint {endpoint} is inactive; re-enable it to deliver its re-queued rows")
+    print(f"re-queued {result.count} dead-letter deliveries")
     return 0
 
 

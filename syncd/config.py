@@ -33,6 +33,7 @@ STRIPE_API_VERSION = "2026-10-28.endive"
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1  # >1: a supervisor process and N serving processes on one socket
     max_body_bytes: int = 1_048_576
     shutdown_grace_s: float = 20.0
 
@@ -84,6 +85,15 @@ class SchedulerSettings:
     reconcile_cron_hour: int = 3
     outbox_interval_s: float = 1.0
     usage_flush_interval_s: float = 30.0
+    publish_interval_s: float = 0.2  # how often each adapter's publish job polls change_log
+    # Leadership (Postgres): the leader renews its lease every lease_renew_s; a dead leader's
+    # lease runs out after lease_ttl_s and a follower takes over on its next renewal.
+    lease_ttl_s: float = 15.0
+    lease_renew_s: float = 5.0
+    heartbeat_interval_s: float = 60.0  # the cluster heartbeat job (a scheduler_run row per tick)
+    follow_interval_s: float = 2.0  # how often change_log is followed (audiences, boundary re-arm)
+    boundary_max_sleep_s: float = 300.0  # the boundary job re-checks at least this often
+    audience_interval_s: float = 3600.0  # full plan-audience re-evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +274,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "server.port", f"{s.server.port} is not a TCP port", "use 1-65535 (SYNCD_SERVER_PORT)"
         )
+    if s.server.workers < 1:
+        raise ConfigError("server.workers", "must be at least 1", "set SYNCD_SERVER_WORKERS to 1 or more")
     if s.log.level.lower() not in _LOG_LEVELS:
         raise ConfigError("log.level", f"unknown level {s.log.level!r}", f"use one of {sorted(_LOG_LEVELS)}")
     if s.log.format not in {"auto", "json", "console"}:
@@ -278,6 +290,13 @@ def _validate(settings: Settings) -> None:
             "is not a database URL",
             "set SYNCD_DATABASE_URL to e.g. sqlite:///data/syncd.db or postgresql://user@host/db",
         ) from exc
+    sch = s.scheduler
+    if not 0 < sch.lease_renew_s < sch.lease_ttl_s:
+        raise ConfigError(
+            "scheduler.lease_renew_s",
+            f"must be positive and below lease_ttl_s ({sch.lease_ttl_s})",
+            "renew well within the lease, e.g. lease_ttl_s = 15 and lease_renew_s = 5",
+        )
     key = s.stripe.api_key.get_secret_value() if s.stripe.api_key else None
     if key is not None and not key.startswith(("sk_", "rk_")):
         raise ConfigError(

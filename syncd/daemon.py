@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
-from collections.abc import Iterator
+import socket
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,19 @@ from .api import create_app
 from .apikeys import KeyVerifier
 from .config import Settings
 from .db import check_connection, make_engine
+from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
+from .leadership import Leadership, lock_sqlite_database, startup_lock
 from .metrics import Metrics
-from .models import InboxEvent, OutboxMessage
+from .models import InboxEvent, OutboxMessage, utcnow
+from .plugins import Plugins
+from .publish import PublishPump, call_each
+from .state import EntitlementStore
 from .stripe_emulator import BackgroundServer, EmulatorConfig
 
 log = structlog.get_logger(__name__)
+
+FOLLOW_INTERVAL_S = 0.2
 
 
 class _Server(uvicorn.Server):
@@ -42,13 +52,17 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, extra_plugins: Mapping[str, object] | None = None) -> None:
         self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=settings.database.pool_size)
         self.metrics = Metrics()
         self.keys = KeyVerifier(self.engine)
         self.initial_sync_done = False
-        self.cache_version = "1"
+        # The rules-engine model version: what the official SDKs in replicator mode key Redis by.
+        self.cache_version = ENGINE_VERSION_KEY
+        self.store = EntitlementStore(self.engine)
+        self._stop_following = threading.Event()
+        self._follower: threading.Thread | None = None
         self._at_head = False
         self._servers: list[uvicorn.Server] = []
         self.emulator: BackgroundServer | None = None
@@ -57,16 +71,38 @@ class Daemon:
         self.stripe_api_key = settings.stripe.api_key.get_secret_value() if settings.stripe.api_key else None
         secret = settings.stripe.webhook_secret.get_secret_value() if settings.stripe.webhook_secret else ""
         self.webhook_secrets = [s.strip() for s in secret.split(",") if s.strip()]
+        # Plugins: loaded in prepare(); `extra_plugins` are registered after the entry points.
+        self._extra_plugins = dict(extra_plugins or {})
+        self.plugins: Plugins | None = None
+        self.publisher: PublishPump | None = None
+        from .scheduler import build_scheduler
+
+        self.scheduler = build_scheduler(settings)
+        self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
+        self._instance_lock: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
 
     # -- lifecycle -----------------------------------------------------------------
-    def prepare(self, *, migrate_db: bool = True) -> None:
-        """Connect, migrate and load the catalog. Raises StartupError with an operator message."""
+    def prepare(
+        self, *, migrate_db: bool = True, load_state: bool = True, instance_lock: bool = True
+    ) -> None:
+        """Connect, migrate and load the catalog. Raises StartupError with an operator message.
+        ``load_state=False``: no in-memory store, no plugins (a supervisor that serves nothing);
+        ``instance_lock=False``: a worker whose supervisor holds the SQLite lock for it."""
+        if self._instance_lock is None and instance_lock:  # SQLite: one daemon per database file
+            self._instance_lock = lock_sqlite_database(self.settings.database_url)
         check_connection(self.engine)
-        if migrate_db:
-            migrate.upgrade(self.engine)
-        elif not migrate.is_at_head(self.engine):
-            raise StartupError("the database schema is not at the latest revision; run `syncd db upgrade`")
-        self._apply_catalog()
+        with startup_lock(self.engine):  # replicas starting together migrate one at a time
+            if migrate_db:
+                migrate.upgrade(self.engine)
+            elif not migrate.is_at_head(self.engine):
+                raise StartupError(
+                    "the database schema is not at the latest revision; run `syncd db upgrade`"
+                )
+            self._apply_catalog()
+        if load_state:
+            self.store.load()
+            self.start_plugins()
         self.initial_sync_done = True
         log.info(
             "daemon_prepared",
@@ -90,9 +126,12 @@ class Daemon:
             diff = apply_catalog(session, catalog)
         log.info("catalog_applied", path=path, changes=len(diff.changes))
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Run the HTTP API and the scheduler until SIGTERM/SIGINT."""
-        from .scheduler import build_scheduler, install_jobs
+    async def serve(
+        self, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+    ) -> None:
+        """Run the HTTP API and the scheduler until SIGTERM/SIGINT (on ``sock`` when given: a
+        listening socket shared by several worker processes, see ``syncd.workers``)."""
+        from .scheduler import install_jobs
 
         server_cfg = self.settings.server
         app = create_app(self)
@@ -109,24 +148,57 @@ class Daemon:
         self._servers.append(server)
         if self.settings.uses_stripe_emulator:
             self.start_emulator(f"http://{config.host}:{config.port}/webhooks/stripe")
-        scheduler = build_scheduler(self.settings)
+        scheduler = self.scheduler
+        self.loop = asyncio.get_running_loop()
         jobs.set_current_daemon(self)
+        self.start_following()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
+            if self.publisher is not None:
+                self.publisher.install(scheduler, self.settings.scheduler.publish_interval_s)
+            self.leadership.start()
             scheduler.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         log.info("daemon_listening", host=config.host, port=config.port)
         try:
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
+            # After the jobs drained: hand leadership over without waiting out the lease.
+            await asyncio.to_thread(self.leadership.stop)
             jobs.set_current_daemon(None)
+            self.stop_following()
             self.close()
             log.info("daemon_stopped")
+
+    def start_following(self, interval_s: float = FOLLOW_INTERVAL_S) -> None:
+        """Keep the in-memory engine equal to the database: changes made by other processes
+        and replicas (the change log) and time boundaries (trial ends, period rollovers)."""
+
+        def loop() -> None:
+            while not self._stop_following.wait(interval_s):
+                try:
+                    self.store.follow()
+                    self.store.refresh_expired()
+                    # After a bulk load, build snapshots in chunks, still following between them.
+                    while self.store.warm() and not self._stop_following.is_set():
+                        self.store.follow()
+                except Exception:  # keep following: the next tick retries from the same cursor
+                    log.exception("store_follow_failed")
+
+        self._stop_following.clear()
+        self._follower = threading.Thread(target=loop, name="syncd-follow", daemon=True)
+        self._follower.start()
+
+    def stop_following(self) -> None:
+        self._stop_following.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+            self._follower = None
 
     def start_emulator(self, webhook_url: str) -> None:
         """Offline mode: run the built-in Stripe emulator and point the Stripe side at it."""
@@ -143,10 +215,38 @@ class Daemon:
             server.should_exit = True
 
     def close(self) -> None:
+        self.stop_plugins()
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
         self.engine.dispose()
+        if self._instance_lock is not None:
+            os.close(self._instance_lock)
+            self._instance_lock = None
+
+    # -- plugins -----------------------------------------------------------------------
+    def start_plugins(self) -> None:
+        """Load the plugins, call ``syncd_startup`` and set up the publish cursors.
+
+        The adapters' start-up resync runs in their first publish run, so an unreachable
+        target (Redis down) delays only that adapter, never the daemon's start.
+        """
+        if self.plugins is not None:
+            return
+        plugins = Plugins.load(self.settings, extra=self._extra_plugins)
+        call_each(plugins, "syncd_startup", self)
+        self.plugins = plugins
+        self.publisher = PublishPump(self, plugins)
+        self.publisher.prepare()
+
+    def stop_plugins(self) -> None:
+        plugins, self.plugins, self.publisher = self.plugins, None, None
+        if plugins is None:
+            return
+        try:
+            call_each(plugins, "syncd_shutdown", self)
+        except Exception:  # a plugin failing to close must not keep the daemon from stopping
+            log.exception("plugin_shutdown_failed")
 
     # -- health ----------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
@@ -163,10 +263,17 @@ class Daemon:
             report["migrations"] = "unknown"
             at_head = False
         report["initial_sync"] = "done" if self.initial_sync_done else "pending"
+        report["role"] = self.leadership.role if self.settings.scheduler.enabled else "disabled"
         report["ready"] = report["database"] == "ok" and at_head and self.initial_sync_done
         return report
 
+    def _leadership_changed(self, leader: bool) -> None:
+        self.metrics.scheduler_leader.set(1 if leader else 0)
+        if leader and self.scheduler.running:
+            jobs.arm_boundaries(self, utcnow())  # the new leader catches up on boundaries at once
+
     def refresh_gauges(self) -> None:
+        self.metrics.scheduler_leader.set(1 if self.leadership.is_leader else 0)
         with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")

@@ -21,9 +21,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.checks = Counter(
-            "syncd_flag_checks_total", "Flag checks by matched rule type", ["rule_type"], registry=r
+        self.checks_total = Counter(
+            "syncd_flag_checks_total",
+            "Flag checks by matched rule type (default: no rule matched) and resulting value",
+            ["rule_type", "value"],
+            registry=r,
         )
+        # Label children by (rule_type, value): the check path increments without a labels() lookup.
+        self._check_counters: dict[tuple[str | None, bool], Counter] = {}
         self.sync_lag = Gauge(
             "syncd_stripe_sync_lag_seconds",
             "Seconds between a Stripe event's creation and its application",
@@ -43,6 +48,17 @@ class Metrics:
             "Inbound Stripe webhooks with a bad signature",
             registry=r,
         )
+        self.scheduler_leader = Gauge(
+            "syncd_scheduler_leader", "1 while this replica leads the cluster-wide jobs", registry=r
+        )
+
+    def record_check(self, rule_type: str | None, value: bool) -> None:
+        """Count one flag check; called on the hot path, so cheap after the first of each kind."""
+        counter = self._check_counters.get((rule_type, value))
+        if counter is None:
+            counter = self.checks_total.labels(rule_type or "default", "true" if value else "false")
+            self._check_counters[(rule_type, value)] = counter
+        counter.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

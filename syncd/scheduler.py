@@ -7,16 +7,18 @@ running jobs; that is what makes a SIGTERM drain in-flight work.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import jobs
 from .config import Settings
+from .ticks import grid_interval
 
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
 
@@ -32,8 +34,8 @@ def build_scheduler(settings: Settings) -> AsyncIOScheduler:
 def install_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None:
     s = settings.scheduler
     scheduler.add_job(
-        jobs.prune_idempotency_keys,
-        IntervalTrigger(minutes=10, timezone=UTC),
+        jobs.cluster_prune_idempotency_keys,
+        grid_interval(600),
         id="prune_idempotency_keys",
         replace_existing=True,
     )
@@ -44,10 +46,25 @@ def install_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None:
         replace_existing=True,
     )
     scheduler.add_job(
-        jobs.nightly_maintenance,
+        jobs.cluster_nightly_maintenance,
         CronTrigger(hour=s.reconcile_cron_hour, timezone=UTC),
         id="nightly_maintenance",
         replace_existing=True,
+    )
+    # Cluster-wide jobs (leader only, once per tick; see syncd.ticks) on a grid shared by replicas.
+    for job_id, func, seconds in (
+        ("scheduler_heartbeat", jobs.scheduler_heartbeat, s.heartbeat_interval_s),
+        ("follow_changes", jobs.follow_changes, s.follow_interval_s),
+        ("audiences", jobs.audiences, s.audience_interval_s),
+    ):
+        scheduler.add_job(func, grid_interval(seconds), id=job_id, replace_existing=True)
+    # The boundary job re-arms itself with a date trigger; its first run is now.
+    scheduler.add_job(
+        jobs.boundaries,
+        DateTrigger(datetime.now(UTC), timezone=UTC),
+        id=jobs.BOUNDARIES,
+        replace_existing=True,
+        misfire_grace_time=None,
     )
     install_stripe_jobs(scheduler, settings)
 

@@ -12,9 +12,14 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import freezegun
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+
+# freezegun scans every loaded module when it starts; the schematic SDK builds pydantic models
+# lazily on attribute access, which must not happen while datetime is faked.
+freezegun.configure(extend_ignore_list=["schematic"])
 
 PG_ADMIN_URL = os.environ.get("SYNCD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SYNCD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

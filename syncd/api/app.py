@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
+from ..services.changes import Changed
 from ..stripe_sync.webhook import routes as stripe_webhook_routes
-from . import health
+from . import health, openapi
 from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
 from .http import EntitlementsListener
@@ -19,8 +21,13 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 
+def all_routes() -> list[BaseRoute]:
+    """Every route the app serves (no daemon needed: the OpenAPI document is built from these)."""
+    return [*health.routes, *stripe_webhook_routes, *api_routes(), *openapi.routes]
+
+
 def create_app(daemon: Daemon) -> Starlette:
-    routes = [*health.routes, *stripe_webhook_routes, *api_routes()]
+    routes = all_routes()
     check_coverage(routes)
     app = Starlette(
         routes=routes,
@@ -32,8 +39,12 @@ def create_app(daemon: Daemon) -> Starlette:
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.daemon = daemon
+
     # Called with the company ids (or "all") whose entitlements may have changed, after each
-    # committed API mutation; the engine integration appends to this list.
-    listeners: list[EntitlementsListener] = []
+    # committed API mutation: the store reads the change log at once (read-your-writes).
+    def follow(_changed: Changed) -> None:
+        daemon.store.follow()
+
+    listeners: list[EntitlementsListener] = [follow]
     app.state.entitlements_listeners = listeners
     return app

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..exceptions import ValidationError
 
@@ -34,7 +35,28 @@ async def handle_http(request: Request, exc: Exception) -> Response:
         405: "method_not_allowed",
         413: "payload_too_large",
     }.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, str(exc.detail), code)
+    response = error_response(exc.status_code, str(exc.detail), code)
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        # RFC 9110: Allow lists every method of the resource. Starlette names only those of the
+        # first route matching the path, and syncd declares one route per method.
+        response.headers["Allow"] = ", ".join(sorted(_methods_for(request)))
+    return response
+
+
+def _methods_for(request: Request) -> set[str]:
+    """Methods of the resource the path resolves to: the first matching path template."""
+    path = request.scope["path"]
+    routes = [r for r in request.app.router.routes if isinstance(r, Route)]
+    template = next((r.path for r in routes if r.path_regex.match(path)), None)
+    return {method for r in routes if r.path == template for method in r.methods or ()}
+
+
+async def handle_out_of_range(request: Request, exc: Exception) -> Response:
+    """A number too large for the database column (SQLite raises OverflowError, Postgres DataError).
+    The transaction was rolled back, so nothing was written."""
+    log.info("value_out_of_range", path=request.url.path, error=str(getattr(exc, "orig", exc)))
+    return error_response(400, "a numeric value is out of range", "value_out_of_range")
 
 
 async def handle_integrity(request: Request, exc: Exception) -> Response:
@@ -53,5 +75,7 @@ EXCEPTION_HANDLERS = {
     ValidationError: handle_validation,
     HTTPException: handle_http,
     IntegrityError: handle_integrity,
+    DataError: handle_out_of_range,
+    OverflowError: handle_out_of_range,
     Exception: handle_unexpected,
 }

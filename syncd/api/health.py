@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..metrics import CONTENT_TYPE_LATEST
+from .spec import operation
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -20,18 +22,22 @@ def _daemon(request: Request) -> Daemon:
     return daemon
 
 
+@operation(response="raw", tag="operations")
 async def healthz(request: Request) -> Response:
     """Liveness: the process is up and serving."""
     return JSONResponse({"status": "ok"})
 
 
+@operation(response="raw", tag="operations", extra_statuses=(503,))
 async def ready(request: Request) -> Response:
     """Readiness: migrated, database reachable and the initial sync done (503 otherwise)."""
     daemon = _daemon(request)
     report = await run_in_threadpool(daemon.readiness)
+    report["pid"] = os.getpid()  # which worker answered, with [server] workers > 1
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
+@operation(response="raw", tag="operations", content_type="text/plain")
 async def metrics(request: Request) -> Response:
     daemon = _daemon(request)
     await run_in_threadpool(daemon.refresh_gauges)

@@ -42,7 +42,7 @@ from syncd.models import (
     utcnow,
 )
 from syncd.services.audit import SYSTEM, Actor, record
-from syncd.services.changes import ALL, entitlements_changed
+from syncd.services.changes import ALL, catalog_changed, entitlements_changed
 
 from ._state import INTERVALS, DbState
 from .diff import (
@@ -119,11 +119,23 @@ def apply_catalog(
             writer.run(action)
         session.flush()
         _audit(session, diff, actor, prune=prune)
-        entitlements_changed(session, ALL)
+        _record_changes(session, diff)
     except BaseException:
         session.rollback()
         raise
     return diff
+
+
+def _record_changes(session: Session, diff: CatalogDiff) -> None:
+    """Only publishing plan versions (the common case): new plan rules, and only the companies
+    that moved to a new version have new entitlements (a version changed in place has no
+    companies, grandfathered ones keep theirs). Anything else: every company."""
+    if all(isinstance(a, CreateVersion | UpdateVersion) for a in diff.actions):
+        catalog_changed(session)
+        moved = {c for m in diff.migrations if m.strategy == "immediate" for c in m.company_ids}
+        entitlements_changed(session, moved)
+    else:
+        entitlements_changed(session, ALL)
 
 
 def _audit(session: Session, diff: CatalogDiff, actor: Actor, *, prune: bool) -> None:
@@ -311,12 +323,16 @@ class _Writer:
         self._write_content(version, plan_id, action.spec, fresh=True)
         if action.replaces is not None and action.migrate:
             self.s.flush()
-            moved = self.s.exec(
-                select(CompanyPlan).where(CompanyPlan.plan_version_id == action.replaces)
-            ).all()
-            for assignment in moved:
-                assignment.plan_version_id = version.id
-                assignment.updated_at = self.now
+            # One statement however many companies move (100k on a big plan).
+            self.s.execute(
+                update(CompanyPlan)
+                .where(
+                    col(CompanyPlan.plan_version_id) == action.replaces,
+                    col(CompanyPlan.company_id).not_in(action.spec.migration_exclude),
+                )
+                .values(plan_version_id=version.id, updated_at=self.now)
+                .execution_options(synchronize_session=False)
+            )
 
     def _write_content(self, version: PlanVersion, plan_id: str, spec: PlanSpec, *, fresh: bool) -> None:
         state = self.state

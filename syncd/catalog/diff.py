@@ -486,21 +486,31 @@ class _Planner:
             )
         else:
             immediate = spec.migration == "immediate"
-            n = len(companies)
+            excluded = set(spec.migration_exclude) & set(companies) if immediate else set()
+            moving = [c for c in companies if c not in excluded]
+            n = len(moving) if immediate else len(companies)
             tail = (
                 f"{_companies(n)} moved to version {number}"
                 if immediate
                 else f"{_companies(n)} {'stays' if n == 1 else 'stay'} on version {current.version}"
             )
+            if excluded:
+                tail += f", {_companies(len(excluded))} excluded"
             self.change(
                 f"~ plan {spec.key}: {label} -> version {number} (migration: {spec.migration}, {tail})",
                 CreateVersion(spec.key, spec, number, replaces=current.id, migrate=immediate),
             )
             self.version_refs.add(f"{spec.key}@{number}")
-            if immediate:
+            if immediate and not excluded:
                 self.migrated_versions.add(current.id)
             self.diff.migrations.append(
-                VersionMigration(spec.key, current.version, number, spec.migration, tuple(companies))
+                VersionMigration(
+                    spec.key,
+                    current.version,
+                    number,
+                    spec.migration,
+                    tuple(moving if immediate else companies),
+                )
             )
         self.content_details(spec, entitlements, prices, grants)
 

@@ -389,6 +389,8 @@ class PlanSpec(_Model):
     trial_days: Annotated[int, Field(ge=0)] | None = None
     stripe_product: Annotated[str, Field(max_length=255)] | None = None  # None: keep, "": unlink
     migration: Migration = "leave"
+    # With migration "immediate": companies (by id) that stay on their current version.
+    migration_exclude: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list)
     prices: PricesSpec | None = None
     entitlements: dict[str, Entitlement] = Field(default_factory=dict)
     credit_grants: list[CreditGrantSpec] = Field(default_factory=list)

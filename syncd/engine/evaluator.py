@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -39,6 +40,7 @@ class Evaluator:
         self._companies: dict[str, Company] = {}
         self._boundaries: dict[str, tuple[dt.datetime, ...]] = {}
         self._snaps: dict[str, CompanySnapshot] = {}
+        self._cold: deque[str] = deque()
         self.set_flags(flags)
 
     # --- inputs -----------------------------------------------------------------------------
@@ -46,10 +48,19 @@ class Evaluator:
     def flags(self) -> Mapping[str, Flag]:
         return MappingProxyType(self._flags)
 
-    def set_flags(self, flags: Iterable[Flag], now: dt.datetime | None = None) -> None:
-        """Replace the flag catalog and recompute every held company's snapshot."""
+    def set_flags(
+        self, flags: Iterable[Flag], now: dt.datetime | None = None, *, rebuild: bool = True
+    ) -> None:
+        """Replace the flag catalog and recompute every held company's snapshot.
+
+        ``rebuild=False`` is for a change the caller knows only affects some companies (e.g.
+        one plan version's entitlements): it rebuilds those itself with ``update_company``, and
+        the others' results stand. A flag missing from a snapshot is evaluated in full.
+        """
         self._flags = {f.key: f for f in flags}
         self._plans = plan_flags(self._flags.values())
+        if not rebuild:
+            return
         when = now or dt.datetime.now(UTC)
         for company_id in list(self._companies):
             self._rebuild(company_id, when)
@@ -59,15 +70,38 @@ class Evaluator:
         company: Company,
         boundaries: Iterable[dt.datetime] = (),
         now: dt.datetime | None = None,
-    ) -> CompanySnapshot:
+        *,
+        build: bool = True,
+    ) -> CompanySnapshot | None:
         """Add or replace a company and recompute its snapshot.
 
         ``boundaries``: instants when the company's inputs change on their own (an override's
         expiry, a trial's end); the snapshot is not trusted past the earliest future one.
+        ``build=False`` defers the snapshot to :meth:`warm` (bulk reloads): until then the
+        company is answered by full evaluation, which gives the same results.
         """
         self._companies[company.id] = company
         self._boundaries[company.id] = tuple(boundaries)
-        return self._rebuild(company.id, now or dt.datetime.now(UTC))
+        if build:
+            return self._rebuild(company.id, now or dt.datetime.now(UTC))
+        self._snaps.pop(company.id, None)
+        self._cold.append(company.id)
+        return None
+
+    def warm(self, limit: int, now: dt.datetime | None = None) -> list[CompanySnapshot]:
+        """Build up to ``limit`` deferred snapshots; returns those built."""
+        when = now or dt.datetime.now(UTC)
+        built: list[CompanySnapshot] = []
+        while self._cold and len(built) < limit:
+            company_id = self._cold.popleft()
+            if company_id in self._companies and company_id not in self._snaps:
+                built.append(self._rebuild(company_id, when))
+        return built
+
+    @property
+    def cold(self) -> int:
+        """Companies still waiting for a snapshot (an upper bound: ids may repeat)."""
+        return len(self._cold)
 
     def invalidate(self, company_id: str) -> None:
         """Forget a company and its snapshot (it was deleted, or will be reloaded)."""

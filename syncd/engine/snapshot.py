@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from syncd.engine.flagcheck import check_flag, order_rules
@@ -53,6 +53,23 @@ def metric_periods(rules: Iterable[Rule]) -> frozenset[PeriodKey]:
     )
 
 
+Scope = tuple[str, frozenset[str]] | None
+
+
+def rule_scope(rule: Rule) -> Scope:
+    """``(kind, ids)`` when the rule's first condition is a plan or plan-version ``eq``.
+
+    Such a rule cannot match a company on none of those ids: its first condition fails
+    before any other is evaluated, so skipping it changes nothing (errors included).
+    """
+    if rule.rule_type in ("default", "global_override") or not rule.conditions:
+        return None
+    first = rule.conditions[0]
+    if first.id and first.operator == "eq" and first.condition_type in ("plan", "plan_version"):
+        return first.condition_type, frozenset(first.resource_ids)
+    return None
+
+
 @dataclass(slots=True, frozen=True)
 class FlagPlan:
     """What a snapshot needs to know about one flag, independent of any company."""
@@ -61,12 +78,36 @@ class FlagPlan:
     ordered: tuple[Rule, ...]
     user_sensitive: bool
     periods: frozenset[PeriodKey]
+    scopes: tuple[Scope, ...]  # aligned with ``ordered``
+    _memo: dict[tuple[frozenset[str], frozenset[str]], list[Rule]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, flag: Flag) -> FlagPlan:
+        ordered = tuple(order_rules(flag.rules))
         return cls(
-            flag, tuple(order_rules(flag.rules)), user_sensitive(flag.rules), metric_periods(flag.rules)
+            flag,
+            ordered,
+            user_sensitive(flag.rules),
+            metric_periods(flag.rules),
+            tuple(rule_scope(r) for r in ordered),
         )
+
+    def rules_for(self, plan_ids: frozenset[str], version_ids: frozenset[str]) -> list[Rule]:
+        """The ordered rules that could match a company on these plans and versions (memoised:
+        most companies share a handful of plan combinations)."""
+        key = (plan_ids, version_ids)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            found = self._memo[key] = [
+                rule
+                for rule, scope in zip(self.ordered, self.scopes, strict=True)
+                if scope is None or not scope[1].isdisjoint(plan_ids if scope[0] == "plan" else version_ids)
+            ]
+        return found
 
 
 def plan_flags(flags: Iterable[Flag]) -> tuple[FlagPlan, ...]:
@@ -121,9 +162,12 @@ def build_snapshot(
     for rule in company.rules:
         if rule.flag_id:
             by_flag.setdefault(rule.flag_id, []).append(rule)
+    plan_ids, version_ids = frozenset(company.plan_ids), frozenset(company.plan_version_ids)
     for plan in plans:
         flag = plan.flag
-        results[flag.key] = check_flag(flag, company, None, None, now, ordered_flag_rules=plan.ordered)
+        results[flag.key] = check_flag(
+            flag, company, None, None, now, ordered_flag_rules=plan.rules_for(plan_ids, version_ids)
+        )
         extra = by_flag.get(flag.id, ())
         if plan.user_sensitive or (extra and user_sensitive(extra)):
             sensitive.add(flag.key)

@@ -37,7 +37,9 @@ from .ops import (
     OutboxMessage,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookLimitState,
 )
+from .scheduling import BoundaryMark, SchedulerRun
 from .stripe_mirror import (
     StripeCustomer,
     StripeInvoice,
@@ -63,6 +65,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditLog",
+    "BoundaryMark",
     "CatalogSettingsRow",
     "ChangeLog",
     "Company",
@@ -92,6 +95,7 @@ __all__ = [
     "PlanVersion",
     "Rule",
     "ScheduledDowngrade",
+    "SchedulerRun",
     "StripeCustomer",
     "StripeInvoice",
     "StripeMeter",
@@ -107,6 +111,7 @@ __all__ = [
     "UserTrait",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookLimitState",
     "metadata",
     "new_id",
     "utcnow",

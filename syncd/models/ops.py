@@ -125,23 +125,57 @@ class WebhookEndpoint(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)  # active | inactive
     created_at: datetime = created_field()
     updated_at: datetime = created_field()
+    # standard (Standard Webhooks) | schematic | both; None: the adapter's configured default.
+    signature_scheme: str | None = Field(default=None, max_length=16)
+    # Failure tracking for automatic disabling; reset by the next success or re-activation.
+    failing_since: datetime | None = ts_field()
+    consecutive_dead: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    disabled_reason: str | None = Field(default=None, max_length=255)
 
 
 class WebhookDelivery(SQLModel, table=True):
     """The delivery log of outbound webhooks (``list_webhook_events``)."""
 
     __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_order", "webhook_id", "company_id", "status"),
+    )
 
+    # Derived from (endpoint, change seq, event) for change-log deliveries, so a batch
+    # published twice inserts nothing twice; also the ``webhook-id`` receivers dedupe on.
     id: str = id_field("whe")
     webhook_id: str = Field(foreign_key="webhook_endpoint.id", index=True, ondelete="CASCADE", max_length=40)
     request_type: str = Field(max_length=128)
     payload: dict[str, Any] = json_field(dict)
-    status: str = Field(default="pending", max_length=16)  # pending | success | failure | dead
+    # pending | sending (claimed; next_attempt_at is the claim's expiry) | success | dead
+    # (attempts exhausted: a dead letter) | failure (a test send that failed; never retried).
+    status: str = Field(default="pending", max_length=16)
     attempts: int = 0
     response_code: int | None = None
     next_attempt_at: datetime = created_field()
     sent_at: datetime | None = ts_field()
     created_at: datetime = created_field()
+    updated_at: datetime = created_field()
+    # Deliveries of one company to one endpoint go out in (change_seq, ordinal) order.
+    company_id: str | None = Field(default=None, max_length=40)
+    change_seq: int | None = Field(default=None, sa_type=BigInteger)
+    ordinal: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_error: str | None = Field(default=None, sa_type=Text)
+
+
+class WebhookLimitState(SQLModel, table=True):
+    """The last usage threshold notified per company, feature and limit kind, so each
+    ``entitlement.*limit.warning``/``reached`` fires once per metric period and allocation."""
+
+    __tablename__ = "webhook_limit_state"
+
+    company_id: str = Field(primary_key=True, foreign_key="company.id", ondelete="CASCADE", max_length=40)
+    feature_id: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(primary_key=True, max_length=16)  # limit | soft_limit
+    period: str = Field(default="", max_length=64)  # the period's reset time ("" if it never resets)
+    allocation: int = Field(default=0, sa_type=BigInteger)
+    level: int = 0  # highest threshold notified: 0, 80 or 100 (percent)
     updated_at: datetime = created_field()
 
 

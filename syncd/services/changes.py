@@ -24,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias
 
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
-from ..models import ChangeLog
+from ..models import ChangeLog, utcnow
 
 ALL: Literal["all"] = "all"
 Changed: TypeAlias = frozenset[str] | Literal["all"]
 ENTITLEMENTS_CHANGED = "entitlements.changed"
+CATALOG_CHANGED = "catalog.changed"
 
 _KEY = "syncd.entitlements_changed"  # what this transaction changed (read after commit)
 _EVENTS = "syncd.pending_events"  # domain events not yet written to the log
@@ -59,6 +60,14 @@ def record_event(session: Session, topic: str, company_id: str | None, payload: 
     session.info.setdefault(_EVENTS, []).append((topic, company_id, payload))
 
 
+def catalog_changed(session: Session) -> None:
+    """Record that plans or plan entitlements changed (engines reload the catalog; the
+    companies whose entitlements changed are recorded separately)."""
+    events = session.info.setdefault(_EVENTS, [])
+    if not any(topic == CATALOG_CHANGED for topic, _, _ in events):
+        events.append((CATALOG_CHANGED, None, {}))
+
+
 def peek_entitlement_changes(session: Session) -> Changed | None:
     """What has been recorded so far (``None``: nothing)."""
     current = session.info.get(_KEY)
@@ -77,19 +86,19 @@ def take_entitlement_changes(session: Session) -> Changed | None:
     return changed
 
 
-def _log_rows(session: OrmSession) -> list[ChangeLog]:
+def _log_rows(session: OrmSession) -> list[dict[str, Any]]:
     rows = [
-        ChangeLog(topic=topic, company_id=company_id, payload=payload)
+        {"topic": topic, "company_id": company_id, "payload": payload}
         for topic, company_id, payload in session.info.pop(_EVENTS, [])
     ]
     changed = peek_entitlement_changes(session)  # type: ignore[arg-type]
     logged: set[str] | Literal["all"] = session.info.get(_LOGGED, set())
     if changed == ALL and logged != ALL:
-        rows.append(ChangeLog(topic=ENTITLEMENTS_CHANGED, company_id=None))
+        rows.append({"topic": ENTITLEMENTS_CHANGED, "company_id": None, "payload": {}})
         session.info[_LOGGED] = ALL
     elif isinstance(changed, frozenset) and isinstance(logged, set):
         fresh = sorted(changed - logged)
-        rows.extend(ChangeLog(topic=ENTITLEMENTS_CHANGED, company_id=cid) for cid in fresh)
+        rows.extend({"topic": ENTITLEMENTS_CHANGED, "company_id": cid, "payload": {}} for cid in fresh)
         session.info[_LOGGED] = logged | set(fresh)
     return rows
 
@@ -101,7 +110,9 @@ def _write_change_log(session: OrmSession) -> None:
         return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
-    session.add_all(rows)
+    now = utcnow()
+    # A Core multi-row insert: a publish can log 100k companies in one transaction.
+    session.execute(insert(ChangeLog), [{**row, "created_at": now} for row in rows])
 
 
 @event.listens_for(OrmSession, "after_rollback")

@@ -17,6 +17,7 @@ T = TypeVar("T", bound=SQLModel)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 250
+MAX_OFFSET = 2**31 - 1  # larger offsets overflow the database's integer binding
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,10 @@ class Page:
             raise ValidationError(
                 f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit", limit=self.limit
             )
-        if self.offset < 0:
-            raise ValidationError("offset must not be negative", code="invalid_offset", offset=self.offset)
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise ValidationError(
+                f"offset must be between 0 and {MAX_OFFSET}", code="invalid_offset", offset=self.offset
+            )
 
     def apply(self, query: SelectOfScalar[T]) -> SelectOfScalar[T]:
         return query.limit(self.limit).offset(self.offset)

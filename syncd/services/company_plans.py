@@ -19,8 +19,9 @@ from ..models import (
     utcnow,
 )
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import entitlements_changed, record_event
 from .common import require, require_all
+from .credits import sync_plan_grants
 
 
 def published_version(session: Session, plan_id: str) -> PlanVersion | None:
@@ -213,7 +214,9 @@ def update_company_plans(
     session.add(change)
     session.flush()
     record(session, actor, "company.plan_changed", "company", company.id, after=snapshot(change))
+    record_event(session, "company.plan_changed", company.id, {"plan_change": snapshot(change)})
     entitlements_changed(session, [company.id])
+    sync_plan_grants(session, company.id, now)  # the new plan's credits, the old plan's gone
     return change
 
 

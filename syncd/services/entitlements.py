@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from ..exceptions import ConflictError, ValidationError
 from ..models import CompanyPlan, Feature, Plan, PlanEntitlement, PlanVersion, utcnow
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import catalog_changed, entitlements_changed
 from .common import FIRST_PAGE, Page, check_choice, require, text_match
 from .company_plans import require_published_version
 from .entitlement_values import normalize, usage_rule_id
@@ -70,6 +70,7 @@ def create_plan_entitlement(
     session.add(row)
     session.flush()
     record(session, actor, "plan.entitlement.created", "plan_entitlement", row.id, after=snapshot(row))
+    catalog_changed(session)
     entitlements_changed(session, _companies_on(session, version.id))
     return row
 
@@ -102,6 +103,7 @@ def update_plan_entitlement(
         before=before,
         after=snapshot(row),
     )
+    catalog_changed(session)
     entitlements_changed(session, _companies_on(session, row.plan_version_id))
     return row
 
@@ -113,6 +115,7 @@ def delete_plan_entitlement(session: Session, entitlement_id: str, *, actor: Act
     session.delete(row)
     session.flush()
     record(session, actor, "plan.entitlement.deleted", "plan_entitlement", entitlement_id, before=before)
+    catalog_changed(session)
     entitlements_changed(session, companies)
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from ..exceptions import ConflictError, ValidationError
 from ..models import Company, CompanyOverride, Feature, OverrideNote, utcnow
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import entitlements_changed, record_event
 from .common import FIRST_PAGE, Page, require, text_match
 from .entitlement_values import normalize, usage_rule_id
 from .inputs import EntitlementValue
@@ -86,6 +86,7 @@ def create_company_override(
     _add_note(session, row.id, note, actor)
     session.flush()
     record(session, actor, "company.override.created", "company_override", row.id, after=snapshot(row))
+    record_event(session, "company.override.created", company.id, {"override": snapshot(row)})
     entitlements_changed(session, [company.id])
     return row
 
@@ -120,6 +121,9 @@ def update_company_override(
         before=before,
         after=snapshot(row),
     )
+    record_event(
+        session, "company.override.updated", row.company_id, {"override": snapshot(row), "previous": before}
+    )
     entitlements_changed(session, [row.company_id])
     return row
 
@@ -130,6 +134,7 @@ def delete_company_override(session: Session, override_id: str, *, actor: Actor 
     session.delete(row)  # notes cascade
     session.flush()
     record(session, actor, "company.override.deleted", "company_override", override_id, before=before)
+    record_event(session, "company.override.deleted", row.company_id, {"override": before})
     entitlements_changed(session, [row.company_id])
 
 

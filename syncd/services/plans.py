@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from ..exceptions import ConflictError, NotFoundError, ValidationError
 from ..models import CompanyPlan, Plan, PlanChange, PlanEntitlement, PlanPrice, PlanVersion, utcnow
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import catalog_changed, entitlements_changed
 from .common import FIRST_PAGE, Page, check_choice, require, text_match
 from .company_plans import require_published_version
 from .features import slugify
@@ -95,6 +95,7 @@ def create_plan(
     session.add(PlanVersion(plan_id=plan.id, version=1, status="published", created_at=now, published_at=now))
     session.flush()
     record(session, actor, "plan.created", "plan", plan.id, after=snapshot(plan))
+    catalog_changed(session)
     return plan
 
 
@@ -119,6 +120,7 @@ def update_plan(
     session.add(plan)
     session.flush()
     record(session, actor, "plan.updated", "plan", plan.id, before=before, after=snapshot(plan))
+    catalog_changed(session)
     return plan
 
 
@@ -144,6 +146,7 @@ def delete_plan(session: Session, plan_id: str, *, actor: Actor = SYSTEM) -> Non
     session.delete(plan)  # the database cascades to versions, prices, entitlements, assignments
     session.flush()
     record(session, actor, "plan.deleted", "plan", plan_id, before=before)
+    catalog_changed(session)
     entitlements_changed(session, {row.company_id for row in assignments})
 
 
@@ -327,4 +330,7 @@ def upsert_billing_product_plan(
         before=before,
         after={**(snapshot(plan) or {}), "prices": {i: [a, p] for i, (a, p) in desired.items()}},
     )
+    catalog_changed(session)  # the plan's billing product is a condition input (billing_product)
+    on_plan = session.exec(select(CompanyPlan.company_id).where(col(CompanyPlan.plan_id) == plan.id)).all()
+    entitlements_changed(session, set(on_plan))
     return plan

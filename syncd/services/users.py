@@ -13,7 +13,7 @@ from ..exceptions import NotFoundError
 from ..models import Company, CompanyMembership, CompanyPlan, User, UserKey, utcnow
 from . import keys as entity_keys
 from .audit import SYSTEM, Actor, record, snapshot
-from .changes import entitlements_changed
+from .changes import entitlements_changed, record_event
 from .common import FIRST_PAGE, Page, check_name, require, require_all, text_match
 from .traits import set_traits
 
@@ -98,6 +98,7 @@ def upsert_user(
     )
     if joined:
         entitlements_changed(session, joined)  # user counts feed seat-style entitlements
+    record_event(session, "user.changed", None, {"user_id": user.id})
     return user, created
 
 

@@ -1,7 +1,7 @@
 """Outbound webhook endpoints (each with its own signing secret) and their delivery log.
 
 Deliveries are only enqueued here (``WebhookDelivery`` rows, status pending); sending them
-is the webhook adapter's job.
+is ``syncd.webhooks_out``'s job (run by the webhook adapter).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +63,7 @@ REQUEST_TYPES = (
     "auto.topup.hard.failure",
     "auto.topup.retry.exceeded",
     "auto.topup.success",
+    "entitlements.updated",  # syncd's own: a company's full new state after any change
 )
 STATUSES = ("active", "inactive")
 UPDATABLE = (
@@ -71,8 +73,11 @@ UPDATABLE = (
     "entitlement_trigger_configs",
     "credit_trigger_configs",
     "status",
+    "signature_scheme",
 )
+SIGNATURE_SCHEMES = ("standard", "schematic", "both")
 TEST_REQUEST_TYPE = "test.send"
+TEST_CLAIM = timedelta(minutes=2)
 
 
 def new_secret() -> str:
@@ -91,6 +96,8 @@ def _check(session: Session, endpoint: WebhookEndpoint) -> None:
     for request_type in endpoint.request_types:
         check_choice(request_type, REQUEST_TYPES, "request_types")
     check_choice(endpoint.status, STATUSES, "status")
+    if endpoint.signature_scheme is not None:
+        check_choice(endpoint.signature_scheme, SIGNATURE_SCHEMES, "signature_scheme")
     require_all(session, Feature, [c["feature_id"] for c in endpoint.entitlement_trigger_configs], "feature")
     require_all(session, CreditType, [c["credit_id"] for c in endpoint.credit_trigger_configs], "credit")
 
@@ -112,9 +119,11 @@ def create_webhook(
     request_types: Sequence[str],
     entitlement_trigger_configs: Sequence[Mapping[str, Any]] | None = None,
     credit_trigger_configs: Sequence[Mapping[str, Any]] | None = None,
+    signature_scheme: str | None = None,
     actor: Actor = SYSTEM,
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint(
+        signature_scheme=signature_scheme,
         name=name,
         url=url,
         request_types=list(dict.fromkeys(request_types)),
@@ -148,6 +157,9 @@ def update_webhook(
         elif name == "request_types":
             value = list(dict.fromkeys(value))
         setattr(endpoint, name, value)
+    if before and before["status"] != "active" and endpoint.status == "active":
+        # Re-enabled (e.g. after automatic disabling): failure tracking starts over.
+        endpoint.failing_since, endpoint.consecutive_dead, endpoint.disabled_reason = None, 0, None
     _check(session, endpoint)
     endpoint.updated_at = utcnow()
     session.add(endpoint)
@@ -206,12 +218,16 @@ def send_test_webhook_action(
     environment_id: str,
     actor: Actor = SYSTEM,
 ) -> WebhookDelivery:
-    """Enqueue a ``test.send`` delivery to the endpoint (sent by the webhook adapter)."""
+    """Create a ``test.send`` delivery to the endpoint, claimed for the caller to send at once."""
     endpoint = require(session, WebhookEndpoint, webhook_id, "webhook")
     check_choice(request_type, REQUEST_TYPES, "request_type")
     delivery = WebhookDelivery(
         webhook_id=endpoint.id,
         request_type=TEST_REQUEST_TYPE,
+        # Claimed for the caller, who sends it at once; should it never do so (a crash), the
+        # delivery worker takes it over when the claim expires.
+        status="sending",
+        next_attempt_at=utcnow() + TEST_CLAIM,
         payload={
             "action": TEST_REQUEST_TYPE,
             "account_id": account_id,

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..api.errors import error_response
+from ..api.spec import operation
 from .inbox import MalformedEvent, StoredEvent, parse_event, store_event
 
 if TYPE_CHECKING:
@@ -39,6 +40,13 @@ def verify_signature(raw: bytes, header: str | None, secrets: list[str], toleran
     return False
 
 
+@operation(
+    summary="Inbound Stripe webhook (verified by Stripe-Signature)",
+    response="raw",
+    raw_body=True,
+    headers=("Stripe-Signature",),
+    tag="stripe",
+)
 async def stripe_webhook(request: Request) -> Response:
     daemon: Daemon = request.app.state.daemon
     raw = await request.body()

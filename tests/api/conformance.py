@@ -20,6 +20,7 @@ INTENTIONAL_EXTRAS = {
     ("RuleConditionDetailResponseData", "credit_id"),
     ("RuleConditionDetailResponseData", "consumption_rate"),
     ("PlanEntitlementResponseData", "plan_version_id"),
+    ("WebhookResponseData", "signature_scheme"),
 }
 
 

@@ -92,10 +92,10 @@ def _database(backend: str, tmp: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def start_server(url: str, backend: str) -> tuple[ApiServer, Callable[[], None]]:
+def start_server(url: str, backend: str, catalog: str | None = None) -> tuple[ApiServer, Callable[[], None]]:
     settings = Settings(
         database=DatabaseSettings(url=SecretStr(url)),
-        catalog=CatalogSettings(path=None),
+        catalog=CatalogSettings(path=catalog),
         scheduler=SchedulerSettings(enabled=False),
     )
     daemon = Daemon(settings)
@@ -142,6 +142,22 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     databases = _database(backend, tmp_path_factory.mktemp("api"))
     url = next(databases)
     server, stop = start_server(url, backend)
+    try:
+        yield server
+    finally:
+        stop()
+        databases.close()
+
+
+DEMO_CATALOG = str(Path(__file__).resolve().parents[2] / "config" / "catalog.toml")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A running syncd with the demo catalog (Free / Pro / Enterprise, metered API calls...)."""
+    backend: str = request.param
+    databases = _database(backend, tmp_path_factory.mktemp("demo"))
+    server, stop = start_server(next(databases), backend, DEMO_CATALOG)
     try:
         yield server
     finally:

@@ -38,12 +38,13 @@ def test_webhook_crud_and_test_delivery(api: ApiServer) -> None:
     assert (updated.status, updated.url, updated.name) == ("inactive", "https://example.test/v2", name)
     assert updated.secret == hook.secret
 
+    # Sent at once (example.test does not resolve): the failure is reported and logged, once.
     sent = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.plan_changed").data
-    assert sent.success is True
+    assert sent.success is False and sent.failure_reason and "ConnectError" in sent.failure_reason
     events = sdk.webhooks.list_webhook_events(webhook_id=hook.id)
     assert len(events.data) == 1 and events.params.webhook_id == hook.id
     event = events.data[0]
-    assert (event.request_type, event.status, event.attempt_count) == ("test.send", "pending", 0)
+    assert (event.request_type, event.status, event.attempt_count) == ("test.send", "failure", 1)
     assert event.webhook is not None and event.webhook.id == hook.id
     assert json.loads(event.payload or "{}")["action"] == "test.send"
 
@@ -81,3 +82,30 @@ def test_webhook_validation(api: ApiServer) -> None:
     ).data
     with pytest.raises(BadRequestError):
         sdk.webhooks.update_webhook(hook.id, status="paused")
+
+
+def test_send_test_webhook_action_delivers_signed_to_a_live_receiver(api: ApiServer) -> None:
+    from standardwebhooks import Webhook
+
+    from ..webhooks.receiver import Receiver
+
+    receiver = Receiver().start()
+    try:
+        sdk = api.sdk()
+        hook = sdk.webhooks.create_webhook(
+            name=unique("live"), url=receiver.url, request_types=["company.updated"]
+        ).data
+        sent = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.updated").data
+        assert (sent.success, sent.response_code, sent.failure_reason) == (True, 200, None)
+        (got,) = receiver.wait_for(1)
+        payload = Webhook(hook.secret).verify(got.body, got.headers)
+        assert payload["action"] == "test.send" and payload["body"]["request_type"] == "company.updated"
+        (event,) = sdk.webhooks.list_webhook_events(webhook_id=hook.id).data
+        assert (event.status, event.attempt_count, event.response_code) == ("success", 1, 200)
+        assert event.id == got.headers["webhook-id"] and json.loads(event.payload or "{}") == payload
+
+        receiver.respond = lambda _r: 503
+        failed = sdk.webhooks.send_test_webhook_action(hook.id, request_type="company.updated").data
+        assert (failed.success, failed.response_code, failed.failure_reason) == (False, 503, "HTTP 503")
+    finally:
+        receiver.stop()

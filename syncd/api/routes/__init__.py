@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import companies, entitlements, features, plans, users, webhooks
+from . import companies, entitlements, features, plans, runtime, users, webhooks
 
 
 def api_routes() -> list[Route]:
     return [
+        *runtime.routes,
         *companies.routes,
         *users.routes,
         *features.routes,

@@ -19,9 +19,11 @@ from ..schemas.companies import (
     UpsertCompanyBody,
     UpsertCompanyTraitBody,
 )
+from ..spec import operation
 from ..views.companies import company_detail
 
 
+@operation(body=UpsertCompanyBody)
 async def upsert_company(request: Request) -> Response:
     body = await read_body(request, UpsertCompanyBody)
     actor = request_actor(request)
@@ -45,6 +47,7 @@ async def upsert_company(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpsertCompanyTraitBody)
 async def upsert_company_trait(request: Request) -> Response:
     body = await read_body(request, UpsertCompanyTraitBody)
     actor = request_actor(request)
@@ -64,6 +67,7 @@ async def upsert_company_trait(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_company(request: Request) -> Response:
     company_id = request.path_params["company_id"]
 
@@ -73,6 +77,7 @@ async def get_company(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(lookup_keys="keys")
 async def lookup_company(request: Request) -> Response:
     keys = lookup_keys(request)
 
@@ -82,6 +87,7 @@ async def lookup_company(request: Request) -> Response:
     return ok(await run_db(request, work), {"keys": keys})
 
 
+@operation(query=ListCompaniesQuery)
 async def list_companies(request: Request) -> Response:
     query = read_query(request, ListCompaniesQuery)
     reject_unsupported(query)
@@ -107,6 +113,7 @@ async def list_companies(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(query=DeleteCompanyQuery, response="deleted")
 async def delete_company(request: Request) -> Response:
     company_id = request.path_params["company_id"]
     query = read_query(request, DeleteCompanyQuery)

@@ -21,9 +21,11 @@ from ..schemas.entitlements import (
     UpdateCompanyOverrideBody,
     UpdatePlanEntitlementBody,
 )
+from ..spec import operation
 from ..views.entitlements import override_view, plan_entitlement_view
 
 
+@operation(body=CreatePlanEntitlementBody)
 async def create_plan_entitlement(request: Request) -> Response:
     body = await read_body(request, CreatePlanEntitlementBody)
     reject_unsupported(body)
@@ -44,6 +46,7 @@ async def create_plan_entitlement(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdatePlanEntitlementBody)
 async def update_plan_entitlement(request: Request) -> Response:
     entitlement_id = request.path_params["plan_entitlement_id"]
     body = await read_body(request, UpdatePlanEntitlementBody)
@@ -59,6 +62,7 @@ async def update_plan_entitlement(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_plan_entitlement(request: Request) -> Response:
     entitlement_id = request.path_params["plan_entitlement_id"]
 
@@ -68,6 +72,7 @@ async def get_plan_entitlement(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_plan_entitlement(request: Request) -> Response:
     entitlement_id = request.path_params["plan_entitlement_id"]
     actor = request_actor(request)
@@ -79,6 +84,7 @@ async def delete_plan_entitlement(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListPlanEntitlementsQuery)
 async def list_plan_entitlements(request: Request) -> Response:
     query = read_query(request, ListPlanEntitlementsQuery)
     page = query.page()
@@ -98,6 +104,7 @@ async def list_plan_entitlements(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(body=CreateCompanyOverrideBody)
 async def create_company_override(request: Request) -> Response:
     body = await read_body(request, CreateCompanyOverrideBody)
     reject_unsupported(body)
@@ -118,6 +125,7 @@ async def create_company_override(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateCompanyOverrideBody)
 async def update_company_override(request: Request) -> Response:
     override_id = request.path_params["company_override_id"]
     body = await read_body(request, UpdateCompanyOverrideBody)
@@ -138,6 +146,7 @@ async def update_company_override(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_company_override(request: Request) -> Response:
     override_id = request.path_params["company_override_id"]
 
@@ -147,6 +156,7 @@ async def get_company_override(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_company_override(request: Request) -> Response:
     override_id = request.path_params["company_override_id"]
     actor = request_actor(request)
@@ -158,6 +168,7 @@ async def delete_company_override(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListCompanyOverridesQuery)
 async def list_company_overrides(request: Request) -> Response:
     query = read_query(request, ListCompanyOverridesQuery)
     page = query.page()

@@ -19,11 +19,13 @@ from ..schemas.features import (
     UpdateFeatureBody,
     UpdateFlagRulesBody,
 )
+from ..spec import operation
 from ..views.features import feature_detail, flag_detail, rules_detail
 
 _FEATURE_FIELDS = features.UPDATABLE
 
 
+@operation(body=CreateFeatureBody)
 async def create_feature(request: Request) -> Response:
     body = await read_body(request, CreateFeatureBody)
     actor = request_actor(request)
@@ -45,6 +47,7 @@ async def create_feature(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateFeatureBody)
 async def update_feature(request: Request) -> Response:
     feature_id = request.path_params["feature_id"]
     body = await read_body(request, UpdateFeatureBody)
@@ -64,6 +67,7 @@ async def update_feature(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_feature(request: Request) -> Response:
     feature_id = request.path_params["feature_id"]
 
@@ -73,6 +77,7 @@ async def get_feature(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_feature(request: Request) -> Response:
     feature_id = request.path_params["feature_id"]
     actor = request_actor(request)
@@ -84,6 +89,7 @@ async def delete_feature(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListFeaturesQuery)
 async def list_features(request: Request) -> Response:
     query = read_query(request, ListFeaturesQuery)
     page = query.page()
@@ -105,6 +111,7 @@ async def list_features(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(query=ListFlagsQuery)
 async def list_flags(request: Request) -> Response:
     query = read_query(request, ListFlagsQuery)
     page = query.page()
@@ -116,6 +123,7 @@ async def list_flags(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation()
 async def get_flag(request: Request) -> Response:
     flag_id = request.path_params["flag_id"]
 
@@ -125,6 +133,7 @@ async def get_flag(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateFlagRulesBody)
 async def update_flag_rules(request: Request) -> Response:
     flag_id = request.path_params["flag_id"]
     body = await read_body(request, UpdateFlagRulesBody)

@@ -21,10 +21,12 @@ from ..schemas.plans import (
     UpdatePlanBody,
     UpsertBillingProductPlanBody,
 )
+from ..spec import operation
 from ..views.companies import company_detail
 from ..views.plans import billing_product_plan, plan_detail
 
 
+@operation(body=CreatePlanBody)
 async def create_plan(request: Request) -> Response:
     body = await read_body(request, CreatePlanBody)
     actor = request_actor(request)
@@ -43,6 +45,7 @@ async def create_plan(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdatePlanBody)
 async def update_plan(request: Request) -> Response:
     plan_id = request.path_params["plan_id"]
     body = await read_body(request, UpdatePlanBody)
@@ -57,6 +60,7 @@ async def update_plan(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(query=GetPlanQuery)
 async def get_plan(request: Request) -> Response:
     plan_id = request.path_params["plan_id"]
     query = read_query(request, GetPlanQuery)
@@ -70,6 +74,7 @@ async def get_plan(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(response="deleted")
 async def delete_plan(request: Request) -> Response:
     plan_id = request.path_params["plan_id"]
     actor = request_actor(request)
@@ -81,6 +86,7 @@ async def delete_plan(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListPlansQuery)
 async def list_plans(request: Request) -> Response:
     query = read_query(request, ListPlansQuery)
     reject_unsupported(query)
@@ -119,6 +125,7 @@ async def list_plans(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(body=UpdateCompanyPlansBody)
 async def update_company_plans(request: Request) -> Response:
     company_id = request.path_params["company_id"]
     body = await read_body(request, UpdateCompanyPlansBody)
@@ -133,6 +140,7 @@ async def update_company_plans(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpsertBillingProductPlanBody)
 async def upsert_billing_product_plan(request: Request) -> Response:
     plan_id = request.path_params["plan_id"]
     body = await read_body(request, UpsertBillingProductPlanBody)

@@ -13,9 +13,11 @@ from ...services import users
 from ..auth import request_actor
 from ..http import echo, lookup_keys, ok, read_body, read_query, run_db
 from ..schemas.companies import ListUsersQuery, UpsertUserBody
+from ..spec import operation
 from ..views.companies import user_detail
 
 
+@operation(body=UpsertUserBody)
 async def upsert_user(request: Request) -> Response:
     body = await read_body(request, UpsertUserBody)
     actor = request_actor(request)
@@ -41,6 +43,7 @@ async def upsert_user(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_user(request: Request) -> Response:
     user_id = request.path_params["user_id"]
 
@@ -50,6 +53,7 @@ async def get_user(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(lookup_keys="keys")
 async def lookup_user(request: Request) -> Response:
     keys = lookup_keys(request)
 
@@ -59,6 +63,7 @@ async def lookup_user(request: Request) -> Response:
     return ok(await run_db(request, work), {"keys": keys})
 
 
+@operation(query=ListUsersQuery)
 async def list_users(request: Request) -> Response:
     query = read_query(request, ListUsersQuery)
     page = query.page()

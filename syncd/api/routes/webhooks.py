@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ...models import WebhookEndpoint
 from ...services import webhooks
+from ...webhooks_out.config import webhook_settings
+from ...webhooks_out.delivery import send_now
 from ..auth import request_actor
 from ..http import echo, ok, read_body, read_query, run_db
 from ..schemas.webhooks import (
@@ -20,10 +23,12 @@ from ..schemas.webhooks import (
     SendTestWebhookBody,
     UpdateWebhookBody,
 )
+from ..spec import operation
 from ..views.common import ACCOUNT_ID, ENVIRONMENT_ID
 from ..views.webhooks import delivery_view, webhook_view
 
 
+@operation(body=CreateWebhookBody)
 async def create_webhook(request: Request) -> Response:
     body = await read_body(request, CreateWebhookBody)
     actor = request_actor(request)
@@ -36,6 +41,7 @@ async def create_webhook(request: Request) -> Response:
             request_types=body.request_types,
             entitlement_trigger_configs=[c.model_dump() for c in body.entitlement_trigger_configs or []],
             credit_trigger_configs=[c.model_dump() for c in body.credit_trigger_configs or []],
+            signature_scheme=body.signature_scheme,
             actor=actor,
         )
         return webhook_view(endpoint)
@@ -43,6 +49,7 @@ async def create_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(body=UpdateWebhookBody)
 async def update_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, UpdateWebhookBody)
@@ -55,6 +62,7 @@ async def update_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation()
 async def get_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
 
@@ -64,6 +72,7 @@ async def get_webhook(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
+@operation(response="deleted")
 async def delete_webhook(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     actor = request_actor(request)
@@ -75,6 +84,7 @@ async def delete_webhook(request: Request) -> Response:
     return ok({"deleted": True})
 
 
+@operation(query=ListWebhooksQuery)
 async def list_webhooks(request: Request) -> Response:
     query = read_query(request, ListWebhooksQuery)
     page = query.page()
@@ -85,6 +95,7 @@ async def list_webhooks(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(query=ListWebhookEventsQuery)
 async def list_webhook_events(request: Request) -> Response:
     query = read_query(request, ListWebhookEventsQuery)
     page = query.page()
@@ -104,13 +115,14 @@ async def list_webhook_events(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
+@operation(body=SendTestWebhookBody)
 async def send_test_webhook_action(request: Request) -> Response:
     webhook_id = request.path_params["webhook_id"]
     body = await read_body(request, SendTestWebhookBody)
     actor = request_actor(request)
 
-    def work(session: Session) -> None:
-        webhooks.send_test_webhook_action(
+    def work(session: Session) -> str:
+        delivery = webhooks.send_test_webhook_action(
             session,
             webhook_id,
             request_type=body.request_type,
@@ -118,10 +130,17 @@ async def send_test_webhook_action(request: Request) -> Response:
             environment_id=ENVIRONMENT_ID,
             actor=actor,
         )
+        return delivery.id
 
-    await run_db(request, work)
-    # Delivery is asynchronous: the test event is queued, so report "accepted".
-    return ok({"success": True, "response_code": 202, "failure_reason": None})
+    delivery_id = await run_db(request, work)
+    daemon = request.app.state.daemon
+    # Sent at once, through the same signing and logging path as every delivery, once.
+    outcome = await run_in_threadpool(send_now, daemon.engine, webhook_settings(daemon.settings), delivery_id)
+    if outcome is None:  # the row vanished meanwhile (its endpoint was deleted)
+        return ok({"success": False, "response_code": 0, "failure_reason": "not sent"})
+    # response_code is required by the SDK type: 0 when no HTTP response came back.
+    code = outcome.status_code or 0
+    return ok({"success": outcome.ok, "response_code": code, "failure_reason": outcome.error})
 
 
 routes = [

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...exceptions import ValidationError
-from ...services.common import DEFAULT_LIMIT, Page
+from ...services.common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, Page
 
 
 class Body(BaseModel):
@@ -25,8 +25,9 @@ class Query(BaseModel):
 
 
 class ListQuery(Query):
-    limit: int = Field(default=DEFAULT_LIMIT)
-    offset: int = Field(default=0)
+    # Bounds are checked by Page (invalid_limit / invalid_offset); here only documented.
+    limit: int = Field(default=DEFAULT_LIMIT, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    offset: int = Field(default=0, json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET})
 
     def page(self) -> Page:
         return Page(limit=self.limit, offset=self.offset)

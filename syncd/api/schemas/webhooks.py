@@ -19,6 +19,7 @@ class CreateWebhookBody(Body):
     request_types: list[str]
     entitlement_trigger_configs: list[FeatureTrigger] | None = None
     credit_trigger_configs: list[CreditTrigger] | None = None
+    signature_scheme: str | None = None  # syncd's own: standard | schematic | both
 
 
 class UpdateWebhookBody(Body):
@@ -28,6 +29,7 @@ class UpdateWebhookBody(Body):
     entitlement_trigger_configs: list[FeatureTrigger] | None = None
     credit_trigger_configs: list[CreditTrigger] | None = None
     status: str | None = None
+    signature_scheme: str | None = None
 
 
 class SendTestWebhookBody(Body):

@@ -7,7 +7,14 @@ from typing import Any
 
 from ...models import WebhookDelivery, WebhookEndpoint
 
-_STATUS = {"pending": "pending", "success": "success", "failure": "failure", "dead": "failure"}
+# Schematic knows pending | success | failure: a claimed row is still pending, a dead letter failed.
+_STATUS = {
+    "pending": "pending",
+    "sending": "pending",
+    "success": "success",
+    "failure": "failure",
+    "dead": "failure",
+}
 
 
 def webhook_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
@@ -21,6 +28,7 @@ def webhook_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "credit_trigger_configs": list(endpoint.credit_trigger_configs),
         "secret": endpoint.secret,
         "status": endpoint.status,
+        "signature_scheme": endpoint.signature_scheme,  # syncd's own (None: the configured default)
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }

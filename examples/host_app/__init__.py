@@ -1,0 +1,1 @@
+"""A Starlette app gated by syncd's ASGI middleware (see README.md here)."""

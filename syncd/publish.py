@@ -1,0 +1,260 @@
+"""The publish pump: every adapter follows ``change_log`` with a durable cursor of its own.
+
+For each plugin implementing ``syncd_publish`` a ``SyncCursor`` row ``adapter:<name>``
+holds the last ``change_log`` id it has published. A run reads the rows after the cursor
+(at most ``batch_size``), calls that plugin's hook alone and moves the cursor only after
+it returns. When the hook raises, the failure is logged and counted, the adapter backs off
+(exponential, with jitter) and gets the same batch again later; the other adapters are
+separate scheduler jobs with separate cursors, so they carry on. A new adapter's cursor
+starts at the current end of the log: its start-up resync covers everything before.
+
+Delivery is at least once: a crash between the hook returning and the cursor commit
+replays the batch, so adapters write idempotently (keys are ids, payloads full state).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+
+from .exceptions import PluginError, SyncdError
+from .hookspecs import Change
+from .models import ChangeLog, SyncCursor, utcnow
+from .plugins import Plugins
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+    from .daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 500
+RUN_BUDGET_S = 1.0  # one run drains batches for at most this long, then yields the worker
+
+
+def cursor_name(adapter: str) -> str:
+    return f"adapter:{adapter}"
+
+
+@dataclass(slots=True)
+class _Adapter:
+    name: str
+    publish: Callable[..., Any] | None
+    resync: Callable[..., Any] | None
+    wait: wait_exponential_jitter
+    lock: threading.Lock
+    needs_resync: bool = False
+    failures: int = 0
+    retry_at: float = 0.0  # time.monotonic() before which the adapter rests
+
+
+class PublishPump:
+    def __init__(self, daemon: Daemon, plugins: Plugins, *, batch_size: int = BATCH_SIZE) -> None:
+        self.daemon = daemon
+        self.plugins = plugins
+        self.batch_size = batch_size
+        self.adapters: dict[str, _Adapter] = {}
+        for name in dict.fromkeys([*plugins.publishers(), *plugins.implementers("syncd_resync")]):
+            cfg = daemon.settings.plugin_config(name)
+            initial, cap = float(cfg.get("retry_initial_s", 0.5)), float(cfg.get("retry_max_s", 60.0))
+            self.adapters[name] = _Adapter(
+                name=name,
+                publish=plugins.caller("syncd_publish", name) if name in plugins.publishers() else None,
+                resync=plugins.caller("syncd_resync", name)
+                if name in plugins.implementers("syncd_resync")
+                else None,
+                wait=wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial),
+                lock=threading.Lock(),
+            )
+        registry = daemon.metrics.registry
+        self.lag_rows = Gauge(
+            "syncd_adapter_cursor_lag", "change_log rows an adapter has not published yet", ["adapter"],
+            registry=registry,
+        )  # fmt: skip
+        self.lag_seconds = Gauge(
+            "syncd_adapter_lag_seconds", "Age of the oldest change an adapter has not published",
+            ["adapter"], registry=registry,
+        )  # fmt: skip
+        self.published = Counter(
+            "syncd_adapter_published_changes", "Changes published per adapter", ["adapter"], registry=registry
+        )
+
+    # -- set-up ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create missing cursors at the end of the log and schedule a resync for every adapter."""
+        with Session(self.daemon.engine) as session:
+            end = session.exec(select(func.max(ChangeLog.id))).one() or 0
+            for name, adapter in self.adapters.items():
+                adapter.needs_resync = adapter.resync is not None
+                if adapter.publish is None or session.get(SyncCursor, cursor_name(name)) is not None:
+                    continue
+                session.add(SyncCursor(name=cursor_name(name), value=str(end)))
+                try:
+                    session.commit()
+                except IntegrityError:  # another replica created it first: theirs is as good
+                    session.rollback()
+
+    def install(self, scheduler: BaseScheduler, interval_s: float) -> None:
+        """One scheduler job per adapter, so a slow adapter only ever delays itself."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        from . import jobs
+
+        for name in self.adapters:
+            scheduler.add_job(
+                jobs.publish_changes,
+                IntervalTrigger(seconds=interval_s),
+                args=[name],
+                id=f"publish:{name}",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def request_resync(self, name: str | None = None) -> list[str]:
+        targets = [a for a in self.adapters.values() if a.resync is not None and name in (None, a.name)]
+        for adapter in targets:
+            adapter.needs_resync = True
+            adapter.retry_at = 0.0
+        return [a.name for a in targets]
+
+    # -- running -----------------------------------------------------------------------
+    def run_all(self) -> dict[str, int]:
+        return {name: self.run(name) for name in self.adapters}
+
+    def run(self, name: str) -> int:
+        """Publish what ``name`` has not published yet; returns how many changes it took."""
+        adapter = self.adapters[name]
+        if time.monotonic() < adapter.retry_at or not adapter.lock.acquire(blocking=False):
+            return 0
+        try:
+            with structlog.contextvars.bound_contextvars(adapter=name):
+                return self._run(adapter)
+        finally:
+            adapter.lock.release()
+
+    def _run(self, adapter: _Adapter) -> int:
+        if adapter.needs_resync and adapter.resync is not None:
+            if not self._attempt(adapter, "resync", adapter.resync):
+                return 0
+            adapter.needs_resync = False
+            log.info("adapter_resynced")
+        if adapter.publish is None:
+            return 0
+        total, deadline = 0, time.monotonic() + RUN_BUDGET_S
+        while True:
+            with Session(self.daemon.engine) as session:
+                cursor = self.cursor(adapter.name, session)
+                rows = session.exec(
+                    select(ChangeLog)
+                    .where(col(ChangeLog.id) > cursor)
+                    .order_by(col(ChangeLog.id))
+                    .limit(self.batch_size)
+                ).all()
+                changes = [_change(row) for row in rows]
+            if not changes:
+                self._observe(adapter.name, None)
+                return total
+            if not self._attempt(adapter, "publish", adapter.publish, changes=changes):
+                self._observe(adapter.name, cursor)
+                return total
+            self._save_cursor(adapter.name, changes[-1].seq)
+            self.published.labels(adapter.name).inc(len(changes))
+            total += len(changes)
+            if len(changes) < self.batch_size or time.monotonic() > deadline:
+                self._observe(adapter.name, None if len(changes) < self.batch_size else changes[-1].seq)
+                return total
+
+    def _attempt(self, adapter: _Adapter, what: str, hook: Callable[..., Any], **kwargs: Any) -> bool:
+        try:
+            hook(daemon=self.daemon, **kwargs)
+        except Exception as exc:
+            adapter.failures += 1
+            state = RetryCallState(Retrying(), None, (), {})
+            state.attempt_number = adapter.failures
+            delay = adapter.wait(state)
+            adapter.retry_at = time.monotonic() + delay
+            self.daemon.metrics.delivery_failures.labels(adapter.name).inc()
+            # The traceback once per outage, as plain text: a rich traceback with locals of a
+            # network client costs seconds to render on a console.
+            trace = "".join(traceback.format_exception(exc)) if adapter.failures == 1 else None
+            log.warning(
+                "adapter_failed",
+                hook=what,
+                error=f"{type(exc).__name__}: {exc}",
+                failures=adapter.failures,
+                retry_in_s=round(delay, 3),
+                traceback=trace,
+            )
+            return False
+        if adapter.failures:
+            log.info("adapter_recovered", hook=what, after_failures=adapter.failures)
+        adapter.failures = 0
+        return True
+
+    # -- cursors and lag -------------------------------------------------------------------
+    def cursor(self, name: str, session: Session | None = None) -> int:
+        if session is None:
+            with Session(self.daemon.engine) as own:
+                return self.cursor(name, own)
+        row = session.get(SyncCursor, cursor_name(name))
+        return int(row.value) if row is not None and row.value else 0
+
+    def _save_cursor(self, name: str, seq: int) -> None:
+        with Session(self.daemon.engine) as session:
+            row = session.get(SyncCursor, cursor_name(name)) or SyncCursor(name=cursor_name(name))
+            row.value, row.updated_at = str(seq), utcnow()
+            session.add(row)
+            session.commit()
+
+    def _observe(self, name: str, cursor: int | None) -> None:
+        """Update the lag gauges; ``cursor`` None means the adapter is caught up."""
+        if cursor is None:
+            self.lag_rows.labels(name).set(0)
+            self.lag_seconds.labels(name).set(0)
+            return
+        with Session(self.daemon.engine) as session:
+            count, oldest = session.exec(
+                select(func.count(), func.min(ChangeLog.created_at)).where(col(ChangeLog.id) > cursor)
+            ).one()
+        self.lag_rows.labels(name).set(count)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        self.lag_seconds.labels(name).set(max(age, 0.0))
+
+
+def _change(row: ChangeLog) -> Change:
+    assert row.id is not None
+    return Change(
+        seq=row.id,
+        topic=row.topic,
+        company_id=row.company_id,
+        created_at=row.created_at,
+        payload=dict(row.payload or {}),
+    )
+
+
+def call_each(plugins: Plugins, hook: str, daemon: Daemon, names: Sequence[str] | None = None) -> None:
+    """Call ``hook`` on each plugin implementing it (or those in ``names``), one at a time.
+
+    Raises PluginError naming the plugin when one fails (the CLI prints it on one line).
+    """
+    for name in plugins.implementers(hook):
+        if names is not None and name not in names:
+            continue
+        try:
+            plugins.caller(hook, name)(daemon=daemon)
+        except SyncdError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{hook} failed in plugin {name!r}: {type(exc).__name__}: {exc}") from exc

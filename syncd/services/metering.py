@@ -1,0 +1,140 @@
+"""Usage metering: track events into per-period counters, exactly once per idempotency key.
+
+Each accepted event is kept (``usage_event``, so counts can be rebuilt and flushed to Stripe)
+and added to every counter it belongs to: ``(event, period, month reset, period start)`` for
+all_time, the UTC day, the Sunday-based week, the calendar month and the billing-cycle month.
+Counters are keyed by their period's start, so a period that has rolled over is a new row
+that starts from zero; nothing has to be reset. A batch is written with one multi-row insert
+per table and one upsert per distinct counter.
+
+Idempotency keys are remembered for 24 hours per event type; a duplicate is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Table, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from ..engine.periods import event_buckets
+from ..engine.wire import Subscription
+from ..models import CompanyMetric, EventIdempotency, UsageEvent
+from .changes import entitlements_changed
+
+IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+_USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
+_COUNTERS: Table = CompanyMetric.__table__  # type: ignore[attr-defined]
+ALL_TIME_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInput:
+    company_id: str
+    event_subtype: str
+    quantity: int
+    occurred_at: dt.datetime
+    idempotency_key: str | None = None
+    user_id: str | None = None
+    backfill: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrackOutcome:
+    accepted: int
+    duplicates: int
+    events: tuple[TrackInput, ...] = ()  # the accepted ones
+
+
+def _insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
+    return postgresql.Insert if session.get_bind().dialect.name == "postgresql" else sqlite.Insert
+
+
+def _claim_keys(session: Session, keys: Sequence[str], now: dt.datetime) -> set[str]:
+    """Insert the idempotency keys not seen in the last 24 h; returns the ones newly claimed."""
+    if not keys:
+        return set()
+    session.execute(
+        delete(EventIdempotency).where(
+            col(EventIdempotency.key).in_(keys), col(EventIdempotency.expires_at) <= now
+        )
+    )
+    ins = _insert(session)
+    stmt = (
+        ins(EventIdempotency)
+        .values([{"key": k, "expires_at": now + IDEMPOTENCY_TTL} for k in keys])
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(EventIdempotency.key))
+    )
+    return set(session.execute(stmt).scalars().all())
+
+
+def track_events(
+    session: Session,
+    events: Sequence[TrackInput],
+    subscriptions: Mapping[str, Subscription | None],
+    now: dt.datetime,
+) -> TrackOutcome:
+    """Record track events; ``subscriptions`` gives each company's billing period (for
+    billing-cycle counters)."""
+    keyed = {f"track:{e.idempotency_key}" for e in events if e.idempotency_key}
+    claimed = _claim_keys(session, sorted(keyed), now)
+    accepted: list[TrackInput] = []
+    seen: set[str] = set()
+    for e in events:
+        if e.idempotency_key:
+            key = f"track:{e.idempotency_key}"
+            if key not in claimed or key in seen:  # a repeat inside one batch is a duplicate too
+                continue
+            seen.add(key)
+        accepted.append(e)
+    if not accepted:
+        return TrackOutcome(0, len(events))
+    # Core inserts with a list of rows (executemany, sent as multi-row VALUES pages): the ORM
+    # bulk path and an inline .values(rows) statement recompile per batch, ~2 ms per event.
+    session.execute(
+        insert(_USAGE_EVENTS),
+        [
+            {
+                "company_id": e.company_id,
+                "user_id": e.user_id,
+                "event_subtype": e.event_subtype,
+                "quantity": e.quantity,
+                "occurred_at": e.occurred_at,
+                "received_at": now,
+                "idempotency_key": e.idempotency_key,
+                "backfill": e.backfill,
+            }
+            for e in accepted
+        ],
+    )
+    totals: dict[tuple[str, str, str, str, dt.datetime], int] = defaultdict(int)
+    for e in accepted:
+        for b in event_buckets(e.event_subtype, e.occurred_at, subscriptions.get(e.company_id)):
+            start = b.start or ALL_TIME_START
+            totals[(e.company_id, b.event_subtype, b.period, b.month_reset, start)] += e.quantity
+    ins = _insert(session)
+    rows = [
+        {
+            "company_id": cid,
+            "event_subtype": ev,
+            "period": period,
+            "month_reset": reset,
+            "period_start": start,
+            "value": value,
+            "updated_at": now,
+        }
+        for (cid, ev, period, reset, start), value in sorted(totals.items())
+    ]
+    stmt = ins(_COUNTERS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["company_id", "event_subtype", "period", "month_reset", "period_start"],
+        set_={"value": _COUNTERS.c.value + stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+    session.execute(stmt, rows)
+    entitlements_changed(session, {e.company_id for e in accepted})
+    return TrackOutcome(len(accepted), len(events) - len(accepted), tuple(accepted))
