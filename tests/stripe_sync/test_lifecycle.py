@@ -112,9 +112,8 @@ def test_payment_failure_past_due_then_unpaid(world: World) -> None:
     assert world.client.v1.subscriptions.retrieve(sub.id).status == "unpaid"
     assert world.company(cus).base is None
     assert not world.flag(cus, "reports")
-    changes = world.change_log("company.plan_changed")
-    assert changes[-1].payload["previous_base_plan_id"] is not None
-    assert changes[-1].payload["base_plan_id"] is None
+    last = world.change_log("company.plan_changed")[-1].payload["plan_change"]
+    assert last["previous_base_plan_id"] is not None and last["base_plan_id"] is None
 
 
 def test_past_due_grace_expires_without_a_stripe_event(emulator: Any, sqlite_url: str, tmp_path: Any) -> None:
