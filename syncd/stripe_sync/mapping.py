@@ -345,27 +345,20 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
         return False
     session.flush()
     entitlements_changed(session, [company_id])
-    record_event(
-        session,
-        "company.plan_changed",
-        company_id,
-        {
-            "action": change.action if change else "subscription_updated",
-            "base_plan_action": change.base_plan_action if change else None,
-            "subscription_change_action": change.subscription_change_action if change else None,
-            "previous_base_plan_id": change.previous_base_plan_id if change else None,
-            "base_plan_id": base_id,
-            "add_ons_added": change.add_ons_added if change else [],
-            "add_ons_removed": change.add_ons_removed if change else [],
-            "is_version_upgrade": bool(
-                change
-                and change.previous_base_plan_id == change.base_plan_id
-                and change.previous_base_plan_version_id != change.base_plan_version_id
-            ),
-            "stripe_customer_id": customer_id,
-            "stripe_subscription_id": base.sub.id if base else None,
-        },
-    )
+    if change is None:
+        # Plans unchanged, billing details moved (trial status, access_until, quantity):
+        # update_company_plans records the event for real plan changes itself.
+        record_event(
+            session,
+            "company.plan_changed",
+            company_id,
+            {
+                "action": "subscription_updated",
+                "base_plan_id": base_id,
+                "stripe_customer_id": customer_id,
+                "stripe_subscription_id": base.sub.id if base else None,
+            },
+        )
     return True
 
 

@@ -27,7 +27,9 @@ from syncd.models import (
     InboxEvent,
     Plan,
     TraitDefinition,
+    utcnow,
 )
+from syncd.state import EntitlementStore
 from syncd.stripe_api import build_client
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync.apply import ApplyOptions, ApplyResult, apply_pending
@@ -265,6 +267,12 @@ class World:
         return Company(
             company_id, base, sorted(keys[r.plan_id] for r in rows if r.role == "add_on"), rows, traits
         )
+
+    def flag(self, customer: str, key: str) -> bool:
+        """The flag check the runtime API would answer now (Stripe's clock), from a fresh store."""
+        store = EntitlementStore(self.engine, clock=lambda: ts(self.now) or utcnow())
+        store.load()
+        return store.check({"stripe_customer_id": customer}, None, key).value
 
     def inbox(self) -> list[InboxEvent]:
         with Session(self.engine) as session:

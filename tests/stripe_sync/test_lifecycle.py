@@ -32,6 +32,7 @@ def test_subscribe_upgrade_addon_cancel_at_period_end_resubscribe(world: World, 
     company = world.company(cus)
     assert (company.base, company.add_ons) == ("pro", [])
     assert company.billing_base is not None and company.billing_base.stripe_subscription_id == sub.id
+    assert world.flag(cus, "reports") and not world.flag(cus, "analytics")
 
     # Upgrade to Enterprise with 5 seats bought in advance.
     item = _items(world, sub.id)[0]
@@ -47,6 +48,7 @@ def test_subscribe_upgrade_addon_cancel_at_period_end_resubscribe(world: World, 
     v1.subscriptions.update(sub.id, {"items": [{"price": ids["analytics_price"]}]})
     world.sync()
     assert world.company(cus).add_ons == ["analytics"]
+    assert world.flag(cus, "analytics")
 
     # Cancel at period end: access continues until the period ends.
     period_end = int(_items(world, sub.id)[0].current_period_end)
@@ -56,16 +58,19 @@ def test_subscribe_upgrade_addon_cancel_at_period_end_resubscribe(world: World, 
     assert (company.base, company.add_ons) == ("enterprise", ["analytics"])
     assert company.billing_base is not None
     assert company.billing_base.access_until == datetime.fromtimestamp(period_end, UTC)
+    assert world.flag(cus, "reports")  # still within the paid period
 
     world.advance(days=32)
     world.sync()
     company = world.company(cus)
     assert (company.base, company.add_ons) == (None, [])  # the loader derives the fallback plan
+    assert not world.flag(cus, "reports") and not world.flag(cus, "analytics")
 
     # Resubscribe.
     v1.subscriptions.create({"customer": cus, "items": [{"price": ids["pro_price"]}]})
     world.sync()
     assert world.company(cus).base == "pro"
+    assert world.flag(cus, "reports")
     assert not [e for e in world.inbox() if e.status not in ("applied", "ignored")]
     if delivery == "shuffled_duplicated":
         assert world.flush()["pending"] == 0
@@ -100,14 +105,15 @@ def test_payment_failure_past_due_then_unpaid(world: World) -> None:
     world.sync()
     assert world.client.v1.subscriptions.retrieve(sub.id).status == "past_due"
     assert world.company(cus).base == "pro"  # past_due still grants (no grace limit set)
+    assert world.flag(cus, "reports")
 
     world.advance(days=16)  # every retry fails
     world.sync()
     assert world.client.v1.subscriptions.retrieve(sub.id).status == "unpaid"
     assert world.company(cus).base is None
-    changes = world.change_log("company.plan_changed")
-    assert changes[-1].payload["previous_base_plan_id"] is not None
-    assert changes[-1].payload["base_plan_id"] is None
+    assert not world.flag(cus, "reports")
+    last = world.change_log("company.plan_changed")[-1].payload["plan_change"]
+    assert last["previous_base_plan_id"] is not None and last["base_plan_id"] is None
 
 
 def test_past_due_grace_expires_without_a_stripe_event(emulator: Any, sqlite_url: str, tmp_path: Any) -> None:
