@@ -154,7 +154,8 @@ def main() -> None:
             diff = apply_catalog(session, loads(published_catalog()))
             session.commit()
         applied = time.perf_counter() - t
-        store.follow()
+        while store.follow():  # the change log in batches, as the daemon's follower reads it
+            pass
         current = time.perf_counter() - t
         after = store.check({"id": pro_company}, None, "api-calls")
         store.refresh_expired()  # reload every company the publish marked stale
