@@ -58,6 +58,23 @@ def _ledger(
         )
 
 
+def _add_grant(session: Session, grant: engine.CreditGrant, plan_credit_grant_id: str | None = None) -> None:
+    session.add(
+        CreditGrant(
+            id=grant.id,
+            company_id=grant.company_id,
+            credit_type_id=grant.credit_id,
+            reason=grant.reason,
+            amount=grant.amount,
+            remaining=grant.balance,
+            source_grant_id=grant.source_grant_id,
+            plan_credit_grant_id=plan_credit_grant_id,
+            granted_at=grant.granted_at,
+            expires_at=grant.expires_at,
+        )
+    )
+
+
 def _grants(session: Session, company_id: str) -> list[CreditGrant]:
     return list(
         session.exec(
@@ -102,20 +119,7 @@ def sync_plan_grants(session: Session, company_id: str, now: dt.datetime) -> int
         )
         new, ledger = issue_plan_grant_rows(config, company_id, plan.created_at, now, latest)
         for grant in new:
-            session.add(
-                CreditGrant(
-                    id=grant.id,
-                    company_id=company_id,
-                    credit_type_id=grant.credit_id,
-                    reason=grant.reason,
-                    amount=grant.amount,
-                    remaining=grant.balance,
-                    source_grant_id=grant.source_grant_id,
-                    plan_credit_grant_id=pcg_id,
-                    granted_at=grant.granted_at,
-                    expires_at=grant.expires_at,
-                )
-            )
+            _add_grant(session, grant, plan_credit_grant_id=pcg_id)
         _ledger(session, ledger)
         issued += 1
     if issued:
@@ -190,18 +194,7 @@ def consume_credits(
     for grant in after:
         row = by_id.get(grant.id)
         if row is None:  # a refund created the adjustment grant
-            session.add(
-                CreditGrant(
-                    id=grant.id,
-                    company_id=company_id,
-                    credit_type_id=grant.credit_id,
-                    reason=grant.reason,
-                    amount=grant.amount,
-                    remaining=grant.balance,
-                    granted_at=grant.granted_at,
-                    expires_at=grant.expires_at,
-                )
-            )
+            _add_grant(session, grant)
         elif row.remaining != grant.balance or row.expires_at != grant.expires_at:
             row.remaining, row.amount, row.expires_at = grant.balance, grant.amount, grant.expires_at
             session.add(row)
