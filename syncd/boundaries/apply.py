@@ -56,33 +56,16 @@ def _each_company(engine: Engine, company_ids: Iterable[str], apply: Callable[[S
     return done
 
 
-def _plan_changed(session: Session, change: PlanChange | None, reason: str) -> None:
-    if change is None:
-        return
-    record_event(
-        session,
-        "company.plan_changed",
-        change.company_id,
-        {
-            "plan_change_id": change.id,
-            "reason": reason,
-            "base_plan_id": change.base_plan_id,
-            "previous_base_plan_id": change.previous_base_plan_id,
-            "add_ons_added": list(change.add_ons_added),
-            "add_ons_removed": list(change.add_ons_removed),
-        },
-    )
-
-
 def _set_plans(
     session: Session, cid: str, base: str | None, add_ons: list[str], reason: str, **kwargs: Any
 ) -> PlanChange | None:
     try:
-        change = update_company_plans(session, cid, base_plan_id=base, add_on_ids=add_ons, **kwargs)
+        change = update_company_plans(
+            session, cid, base_plan_id=base, add_on_ids=add_ons, reason=reason, **kwargs
+        )
     except ValidationError as exc:  # e.g. the target plan lost its published version
         log.error("boundary_plan_change_refused", company_id=cid, reason=reason, error=exc.message)
         return None
-    _plan_changed(session, change, reason)
     return change
 
 

@@ -22,7 +22,6 @@ from ..db import session_scope
 from ..engine import wire
 from ..engine.conditions import EngineError, rule_matches
 from ..models import Company, CompanyPlan, Plan
-from .changes import record_event
 from .company_plans import company_plan_rows, update_company_plans
 
 log = structlog.get_logger(__name__)
@@ -108,23 +107,9 @@ def evaluate_company(session: Session, company: wire.Company, audiences: Sequenc
         source="audience",
         action="audience",
         base_plan_action="audience" if target else "audience_removed",
+        reason="audience",
     )
-    if change is None:
-        return False
-    record_event(
-        session,
-        "company.plan_changed",
-        company.id,
-        {
-            "plan_change_id": change.id,
-            "reason": "audience",
-            "base_plan_id": change.base_plan_id,
-            "previous_base_plan_id": change.previous_base_plan_id,
-            "add_ons_added": [],
-            "add_ons_removed": [],
-        },
-    )
-    return True
+    return change is not None  # update_company_plans recorded company.plan_changed
 
 
 BATCH = 500

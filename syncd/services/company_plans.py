@@ -120,6 +120,7 @@ def update_company_plans(
     source: str = "manual",
     action: str = "manage_plan",
     base_plan_action: str | None = None,
+    reason: str | None = None,
     version_ids: Mapping[str, str] | None = None,
 ) -> PlanChange | None:
     """Make the company's plans exactly ``base_plan_id`` (None: no base plan) plus ``add_on_ids``.
@@ -214,7 +215,20 @@ def update_company_plans(
     session.add(change)
     session.flush()
     record(session, actor, "company.plan_changed", "company", company.id, after=snapshot(change))
-    record_event(session, "company.plan_changed", company.id, {"plan_change": snapshot(change)})
+    record_event(
+        session,
+        "company.plan_changed",
+        company.id,
+        {
+            "plan_change": snapshot(change),
+            "plan_change_id": change.id,
+            "reason": reason or action,  # why: manage_plan, access_ended, trial_ended, ...
+            "base_plan_id": change.base_plan_id,
+            "previous_base_plan_id": change.previous_base_plan_id,
+            "add_ons_added": list(change.add_ons_added),
+            "add_ons_removed": list(change.add_ons_removed),
+        },
+    )
     entitlements_changed(session, [company.id])
     sync_plan_grants(session, company.id, now)  # the new plan's credits, the old plan's gone
     return change
