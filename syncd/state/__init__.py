@@ -11,7 +11,7 @@ from ..engine import wire
 from .catalog_view import CatalogView, load_catalog_view
 from .loader import LoadedCompany
 from .loader import load_companies as _load_companies
-from .store import EntitlementStore, Published
+from .store import EntitlementStore
 from .users import KeyConflictError
 
 
@@ -31,7 +31,6 @@ __all__ = [
     "EntitlementStore",
     "KeyConflictError",
     "LoadedCompany",
-    "Published",
     "load_companies",
     "load_flags",
 ]

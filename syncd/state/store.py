@@ -21,7 +21,7 @@ import heapq
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import structlog
 from sqlalchemy import func
@@ -54,15 +54,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """What a follow/reload changed: company ids, whether flags changed, deleted ids."""
-
-    companies: frozenset[str]
-    flags: bool
-    deleted: frozenset[str]
-
-
 class EntitlementStore:
     def __init__(self, engine: Engine, clock: Clock = _utcnow) -> None:
         self._engine = engine
@@ -77,7 +68,6 @@ class EntitlementStore:
         self._expiry: list[tuple[float, str]] = []  # (valid_until, company id) min-heap
         self._valid_until: dict[str, float] = {}  # epoch seconds; the heap may hold stale entries
         self.users = UserCache(engine)
-        self.listeners: list[Callable[[Published], None]] = []
 
     # --- loading ------------------------------------------------------------------------
     def load(self) -> int:
@@ -132,11 +122,11 @@ class EntitlementStore:
                 del self._key_index[pair]
         self.evaluator.invalidate(cid)
 
-    def reload(self, company_ids: Iterable[str] | None) -> Published:
+    def reload(self, company_ids: Iterable[str] | None) -> None:
         """Reload these companies (None: the catalog and every company) from the database."""
         if company_ids is None:
             self.load()
-            return self._notify(Published(frozenset(self.evaluator_ids()), True, frozenset()))
+            return
         ids = sorted(set(company_ids))
         with self._lock, Session(self._engine) as session:
             assert self.view is not None, "load() first"
@@ -148,8 +138,6 @@ class EntitlementStore:
                     self._install(cid, loaded[cid], now, build=build)
                 else:
                     self._forget(cid)
-        deleted = frozenset(cid for cid in ids if cid not in loaded)
-        return self._notify(Published(frozenset(loaded), False, deleted))
 
     def _reload_catalog(self) -> None:
         """New plans or plan entitlements: new flag rules, but only the companies recorded
@@ -157,19 +145,6 @@ class EntitlementStore:
         with Session(self._engine) as session:
             self.view = load_catalog_view(session, self._clock())
         self.evaluator.set_flags(self.view.flags, rebuild=False)
-        self._notify(Published(frozenset(), True, frozenset()))
-
-    def evaluator_ids(self) -> list[str]:
-        return list(self._keys_of)
-
-    def _notify(self, published: Published) -> Published:
-        if published.companies or published.flags or published.deleted:
-            for listener in self.listeners:
-                try:
-                    listener(published)
-                except Exception:  # a listener must never break the store
-                    log.exception("store_listener_failed")
-        return published
 
     # --- following the change log ------------------------------------------------------
     def follow(self) -> int:

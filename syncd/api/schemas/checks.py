@@ -32,27 +32,6 @@ class CheckFlagsBulkBody(Body):
     contexts: list[CheckFlagBody] = Field(min_length=1, max_length=100)
 
 
-class TrackBody(Body):
-    event: str = Field(min_length=1, max_length=255)
-    company: KeyMap | None = None
-    user: KeyMap | None = None
-    quantity: int | None = None
-    traits: dict[str, Any] | None = None
-
-
-class IdentifyCompanyBody(Body):
-    keys: KeyMap
-    name: str | None = None
-    traits: dict[str, Any] | None = None
-
-
-class IdentifyBody(Body):
-    keys: KeyMap
-    name: str | None = None
-    traits: dict[str, Any] | None = None
-    company: IdentifyCompanyBody | None = None
-
-
 class CaptureEvent(BaseModel):
     """One event of the SDKs' capture batch (``POST /batch``); its body is validated by type."""
 
