@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, String, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from ..engine import wire
@@ -52,12 +53,19 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[i : i + BATCH]
 
 
+def _id_filter(session: Session, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+    # On Postgres one array parameter (= ANY) instead of an IN list of thousands of bind
+    # parameters: the driver and the server parse a short, cacheable statement.
+    if session.get_bind().dialect.name == "postgresql":
+        return col(column) == any_(bindparam("ids", list(ids), type_=ARRAY(String)))
+    return col(column).in_(ids)
+
+
 def _rows(session: Session, model: Any, column: Any, ids: Sequence[str] | None) -> list[Any]:
     """Plain rows (attribute access by column name): no ORM instances for bulk reads."""
     stmt = select(model.__table__)
     if ids is not None:
-        where: ColumnElement[bool] = col(column).in_(ids)
-        stmt = stmt.where(where)
+        stmt = stmt.where(_id_filter(session, column, ids))
     return list(session.connection().execute(stmt).all())
 
 
@@ -211,7 +219,9 @@ def _load_batch(
     subs = {
         s.stripe_id: s
         for chunk in _chunks(sub_ids)
-        for s in session.exec(select(StripeSubscription).where(col(StripeSubscription.stripe_id).in_(chunk)))
+        for s in session.exec(
+            select(StripeSubscription).where(_id_filter(session, StripeSubscription.stripe_id, chunk))
+        )
     }
     out: dict[str, LoadedCompany] = {}
     for row in companies:

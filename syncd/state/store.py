@@ -17,6 +17,7 @@ Writers (follow, reload) serialise on one lock; readers don't take it.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import math
 import threading
@@ -54,6 +55,17 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _settle_heap() -> None:
+    """Move the long-lived state out of the cyclic collector's reach.
+
+    With 100k companies in memory every full collection walks millions of objects, and one
+    triggers every few thousand allocations during a bulk reload (measured: it doubled the
+    time to recompute after a publish). The state is acyclic, so what it drops is still
+    freed by reference counting; frozen objects are only exempt from cycle detection.
+    """
+    gc.freeze()
+
+
 class EntitlementStore:
     def __init__(self, engine: Engine, clock: Clock = _utcnow) -> None:
         self._engine = engine
@@ -87,6 +99,7 @@ class EntitlementStore:
                 self._install(cid, item, now, build=False)
             self.users.clear()
             self.loaded = True
+        _settle_heap()
         log.info("entitlements_loaded", companies=len(loaded), flags=len(self.view.flags), cursor=self.cursor)
         return len(loaded)
 
@@ -113,6 +126,8 @@ class EntitlementStore:
             built = self.evaluator.warm(limit, self._clock())
             for snap in built:
                 self._expire_at(snap.company.id, snap.valid_until)
+        if built:
+            _settle_heap()
         return len(built)
 
     def _forget(self, cid: str) -> None:
@@ -138,6 +153,8 @@ class EntitlementStore:
                     self._install(cid, loaded[cid], now, build=build)
                 else:
                     self._forget(cid)
+        if not build:
+            _settle_heap()
 
     def _reload_catalog(self) -> None:
         """New plans or plan entitlements: new flag rules, but only the companies recorded
