@@ -120,6 +120,11 @@ class PublishPump:
                 id=f"publish:{name}",
                 replace_existing=True,
                 misfire_grace_time=None,
+                coalesce=True,
+                # A run drains for up to RUN_BUDGET_S, longer than the interval; the adapter's
+                # own lock makes an overlapping run return at once, instead of apscheduler
+                # logging a "maximum number of running instances" warning five times a second.
+                max_instances=2,
             )
 
     def request_resync(self, name: str | None = None) -> list[str]:
