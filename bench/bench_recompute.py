@@ -106,12 +106,21 @@ def seed(url: str, n: int) -> None:
     engine.dispose()
 
 
-def published_catalog() -> str:
+def published_catalog(everyone: bool = False) -> str:
+    """Pro's limits raised, its companies migrated; ``everyone``: Free and Enterprise too, so
+    every company moves to a new version."""
     text_ = (ROOT / "config" / "catalog.toml").read_text()
     text_ = text_.replace('migration = "leave"', 'migration = "immediate"')
-    return text_.replace(
+    text_ = text_.replace(
         'api-calls = { type = "numeric", value = 50000,', 'api-calls = { type = "numeric", value = 75000,'
     )
+    if everyone:
+        text_ = text_.replace('icon = "seedling"', 'icon = "seedling"\nmigration = "immediate"')
+        text_ = text_.replace(
+            'api-calls = { type = "numeric", value = 1000,', 'api-calls = { type = "numeric", value = 2000,'
+        )
+        text_ = text_.replace('credit = "ai-credits", rate = 0.5', 'credit = "ai-credits", rate = 0.4')
+    return text_
 
 
 def rss_mb() -> float:
@@ -122,6 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--companies", type=int, default=100_000)
     parser.add_argument("--url", help="an empty Postgres database (default: a fresh one on 127.0.0.1)")
+    parser.add_argument(
+        "--everyone", action="store_true", help="publish new versions of every plan: all companies move"
+    )
     args = parser.parse_args()
     name = None
     url = args.url
@@ -151,7 +163,7 @@ def main() -> None:
         before = store.check({"id": pro_company}, None, "api-calls")
         t = time.perf_counter()
         with Session(engine) as session:
-            diff = apply_catalog(session, loads(published_catalog()))
+            diff = apply_catalog(session, loads(published_catalog(args.everyone)))
             session.commit()
         applied = time.perf_counter() - t
         while store.follow():  # the change log in batches, as the daemon's follower reads it
