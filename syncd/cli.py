@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
-from . import __version__
+from . import __version__, credits_cli
 from .config import Settings, load_settings, masked
 from .exceptions import ConfigError, SyncdError
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="resumable full sweep of Stripe into syncd")
     backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
     backfill.set_defaults(handler=cmd_backfill)
+    credits_cli.register(sub, _prepared_engine)
     return parser
 
 

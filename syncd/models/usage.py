@@ -107,6 +107,7 @@ class CreditGrant(SQLModel, table=True):
     granted_at: datetime = created_field()
     expires_at: datetime | None = ts_field(index=True)
     zeroed_at: datetime | None = ts_field()
+    zeroed_reason: str | None = Field(default=None, max_length=32)
 
 
 class CreditLedgerEntry(SQLModel, table=True):

@@ -41,7 +41,7 @@ def _to_engine(row: CreditGrant) -> engine.CreditGrant:
     )
 
 
-def _ledger(
+def write_ledger(
     session: Session, entries: Sequence[engine.LedgerEntry], usage_event_id: int | None = None
 ) -> None:
     for e in entries:
@@ -120,7 +120,7 @@ def sync_plan_grants(session: Session, company_id: str, now: dt.datetime) -> int
         new, ledger = issue_plan_grant_rows(config, company_id, plan.created_at, now, latest)
         for grant in new:
             _add_grant(session, grant, plan_credit_grant_id=pcg_id)
-        _ledger(session, ledger)
+        write_ledger(session, ledger)
         issued += 1
     if issued:
         entitlements_changed(session, [company_id])
@@ -160,7 +160,7 @@ def grant_credits(
     )
     session.add(row)
     session.flush()
-    _ledger(session, [engine.LedgerEntry(company_id, credit.id, row.id, -amount, "grant", now)])
+    write_ledger(session, [engine.LedgerEntry(company_id, credit.id, row.id, -amount, "grant", now)])
     entitlements_changed(session, [company_id])
     return row
 
@@ -198,5 +198,5 @@ def consume_credits(
         elif row.remaining != grant.balance or row.expires_at != grant.expires_at:
             row.remaining, row.amount, row.expires_at = grant.balance, grant.amount, grant.expires_at
             session.add(row)
-    _ledger(session, ledger)
+    write_ledger(session, ledger)
     entitlements_changed(session, [company_id])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import companies, entitlements, features, plans, runtime, users, webhooks
+from . import companies, credits, entitlements, features, plans, runtime, users, webhooks
 
 
 def api_routes() -> list[Route]:
@@ -15,5 +15,6 @@ def api_routes() -> list[Route]:
         *features.routes,
         *plans.routes,
         *entitlements.routes,
+        *credits.routes,
         *webhooks.routes,
     ]
