@@ -33,7 +33,7 @@ def plan_swaps(session: Session, proration_behavior: str | None = None) -> list[
     prices = session.exec(select(PlanPrice, PlanVersion).join(PlanVersion)).all()
     by_stripe = {p.stripe_price_id: (p, v) for p, v in prices if p.stripe_price_id}
     by_version: dict[tuple[str, str, str], PlanPrice] = {
-        (p.plan_version_id, p.interval, p.currency): p for p, _ in prices if p.stripe_price_id and p.active
+        (p.plan_version_id, p.interval, p.currency): p for p, _ in prices if p.active
     }
     plans = {p.id: p for p in session.exec(select(Plan)).all()}
     ops: list[Op] = []
@@ -60,13 +60,12 @@ def plan_swaps(session: Session, proration_behavior: str | None = None) -> list[
 def _swap(
     cp: CompanyPlan, plan: Plan, old: PlanVersion, new: PlanVersion, target: PlanPrice, behavior: str
 ) -> Op:
-    assert cp.stripe_subscription_id and cp.stripe_subscription_item_id and target.stripe_price_id
-    sub_id, item_id, price_id, row_id = (
-        cp.stripe_subscription_id,
-        cp.stripe_subscription_item_id,
-        target.stripe_price_id,
-        cp.id,
-    )
+    assert cp.stripe_subscription_id and cp.stripe_subscription_item_id
+    sub_id, item_id, row_id = cp.stripe_subscription_id, cp.stripe_subscription_item_id, cp.id
+    # In a dry run the new version's price may not exist yet; the push plans swaps again
+    # after creating prices, so a real run always has the id.
+    known = target.stripe_price_id is not None
+    price_id = target.stripe_price_id or "(new price)"
     params = {
         "items": [{"id": item_id, "price": price_id}],
         "proration_behavior": behavior,
@@ -79,6 +78,8 @@ def _swap(
     key = idempotency_key("swap", row_id, price_id, behavior)
 
     def run(client: stripe.StripeClient, session: Session) -> None:
+        if not known:
+            raise RuntimeError("swap planned before its price was pushed")
         client.v1.subscriptions.update(sub_id, params, {"idempotency_key": key})  # type: ignore[arg-type]
         row = session.get(CompanyPlan, row_id)
         if row is not None:
