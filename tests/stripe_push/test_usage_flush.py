@@ -59,6 +59,14 @@ def flush(world: World) -> FlushResult:
 
 
 def test_outage_mid_flush_then_recovery_counts_once(world: World) -> None:
+    outage_then_recovery(world)
+
+
+def test_outage_mid_flush_then_recovery_on_postgres(pg_world: World) -> None:
+    outage_then_recovery(pg_world)
+
+
+def outage_then_recovery(world: World) -> None:
     catalog(world)
     a, cus_a = company(world, "A")
     b, cus_b = company(world, "B")
@@ -151,3 +159,11 @@ def test_identifier_dedupe_when_idempotency_key_is_gone(world: World) -> None:
     result = flush(world)
     assert result.duplicates == 1 and result.sent == 0
     assert stripe_total(world, cus_a) == local_total(world, a) == 10
+
+
+def test_scheduled_job_body_flushes_with_the_daemon_client(world: World) -> None:
+    from syncd import jobs
+
+    catalog(world)
+    result = jobs._flush_usage(world.daemon)
+    assert isinstance(result, FlushResult) and result.meters_created == ["api_call"]
