@@ -95,7 +95,12 @@ def _digest(params: JSON) -> str:
 
 def _listing(client: stripe.StripeClient) -> tuple[dict[str, JSON], dict[str, JSON]]:
     products = {str(p["id"]): p.to_dict() for p in client.v1.products.list({"limit": 100}).auto_paging_iter()}
-    prices = {str(p["id"]): p.to_dict() for p in client.v1.prices.list({"limit": 100}).auto_paging_iter()}
+    try:
+        prices = {str(p["id"]): p.to_dict() for p in client.v1.prices.list({"limit": 100}).auto_paging_iter()}
+    except stripe.StripeError as exc:  # a fake's 404 body is not always a JSON error
+        if exc.http_status != 404:
+            raise
+        prices = {}  # a server without the Prices API (localstripe): creating one will fail clearly
     return products, prices
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import stripe
 import structlog
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -93,7 +94,7 @@ def stage(session: Session, now: datetime, events: Iterable[str]) -> tuple[int, 
     for event, customer in session.exec(query).all():
         key = (event.company_id, event.event_subtype, _hour(event.occurred_at))
         groups.setdefault(key, (str(customer), []))[1].append(event)
-    skipped = 0
+    skipped, too_old = 0, 0
     for (company_id, event_name, window), (customer, rows) in groups.items():
         ids = sorted(int(r.id or 0) for r in rows)
         value = sum(r.quantity for r in rows)
@@ -111,21 +112,21 @@ def stage(session: Session, now: datetime, events: Iterable[str]) -> tuple[int, 
         )
         if window + timedelta(hours=1) < now - STRIPE_MAX_PAST + _PAST_MARGIN:
             batch.status, batch.note = "skipped", "older than Stripe's 35-day meter event window"
-            log.warning(
-                "usage_flush_skipped_too_old",
-                company_id=company_id,
-                event_name=event_name,
-                window=window.isoformat(),
-                value=value,
-            )
+            too_old += value
         elif value == 0:
             batch.status, batch.note = "skipped", "net zero"
         if batch.status == "skipped":
             skipped += 1
         session.add(batch)
-        for row in rows:
-            row.flushed_to_stripe_at, row.stripe_batch_id = now, identifier
-            session.add(row)
+        session.flush()
+        session.execute(
+            update(UsageEvent)
+            .where(col(UsageEvent.id).in_(ids))
+            .values(flushed_to_stripe_at=now, stripe_batch_id=identifier)
+        )
+    if too_old:
+        # Kept as skipped batches (queryable), never sent: Stripe would refuse the timestamps.
+        log.warning("usage_flush_skipped_too_old", value=too_old, before=(now - STRIPE_MAX_PAST).isoformat())
     return len(groups), skipped
 
 

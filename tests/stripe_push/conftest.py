@@ -10,3 +10,4 @@ from tests.stripe_sync.conftest import (  # noqa: F401  (re-exported fixtures)
     sqlite_url,
     world,
 )
+from tests.stripe_sync.test_localstripe import localstripe, ls_world  # noqa: F401
