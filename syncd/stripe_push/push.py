@@ -9,6 +9,8 @@ from sqlmodel import Session
 from .catalog import PushResult, plan_catalog, run_ops
 from .subscriptions import plan_swaps
 
+SUBSCRIPTION_ACTIONS = ("swap", "close")  # planned again once the catalog ops ran
+
 
 def plan_all(
     engine: Engine, client: stripe.StripeClient, proration_behavior: str | None = None
@@ -32,7 +34,7 @@ def push(
     result.dry_run = dry_run
     if dry_run or not result.ops:
         return result
-    catalog_ops = [op for op in result.ops if op.action != "swap"]
+    catalog_ops = [op for op in result.ops if op.action not in SUBSCRIPTION_ACTIONS]
     result.applied = run_ops(engine, client, catalog_ops)
     with Session(engine) as session:
         swaps = plan_swaps(session, proration_behavior)

@@ -28,7 +28,8 @@ def catalog_divergence(engine: Engine, client: stripe.StripeClient, *, force: bo
     """Lines describing what differs (empty when in sync or when syncd does not own it)."""
     if not force and not owns_catalog(client):
         return []
-    return [f"catalog push: {line}" for line in plan_all(engine, client).lines]
+    ops = plan_all(engine, client).ops
+    return [f"catalog push: {op.line}" for op in ops if op.action != "close"]  # close: bookkeeping
 
 
 def repair_catalog(engine: Engine, client: stripe.StripeClient, *, force: bool = False) -> PushResult | None:

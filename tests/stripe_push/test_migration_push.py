@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from syncd.models import PlanPrice, PlanVersion
+from syncd.models import OutboxMessage, PlanPrice, PlanVersion
 from syncd.stripe_api import is_own_request
+from syncd.stripe_push.verify import catalog_divergence
 from syncd.stripe_sync import apply as inbound
 from tests.stripe_sync.harness import World
 
@@ -101,3 +102,32 @@ def test_proration_behavior_is_validated(world: World) -> None:
     catalog(world)
     with pytest.raises(ValueError, match="proration_behavior"):
         run(world, proration_behavior="sometimes")
+
+
+def test_migration_intent_survives_an_inbound_remap_before_the_push(world: World) -> None:
+    catalog(world)
+    run(world)
+    cus_a, sub_a = subscribe(world, "A", price_of(world, 1))
+    world.sync()
+    catalog(world, pro_month=5900, migration="immediate")
+    assert version_of(world, cus_a) == 2
+    # Before the push (a crash, say), a foreign change to A's subscription arrives: the inbound
+    # mapping re-derives A's version from its Stripe price, which is still v1's.
+    item = world.client.v1.subscriptions.retrieve(sub_a)["items"].data[0].id
+    world.client.v1.subscriptions.update(sub_a, {"items": [{"id": item, "quantity": 2}]})
+    world.sync()
+    assert version_of(world, cus_a) == 1
+    assert any(
+        f"swap       subscription {sub_a}" in line
+        for line in catalog_divergence(world.engine, world.client, force=True)
+    )
+
+    run(world)
+    assert item_price(world, sub_a) == price_of(world, 2)
+    assert version_of(world, cus_a) == 2  # the migration stands
+    with Session(world.engine) as session:
+        rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.adapter) == "stripe_push")).all()
+    assert [r.status for r in rows] == ["delivered"]
+    world.sync()  # the echo of the swap changes nothing
+    assert version_of(world, cus_a) == 2
+    assert run(world).ops == []
