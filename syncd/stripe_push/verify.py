@@ -1,20 +1,22 @@
-"""Catalog push divergence for ``syncd reconcile --verify | --repair``.
+"""Push divergence for ``syncd reconcile --verify | --repair``.
 
-Checked when syncd owns Stripe's catalog: ``[stripe] push_catalog`` is on, or a product
-carries ``metadata.syncd_origin`` (a ``syncd catalog push`` ran). Every operation a push
-would perform is a difference (a local price without its Stripe price, an amount mismatch,
-a still-active price of an archived version, a migrated subscription on an old price, ...);
-repair is the push itself.
+Catalog operations are checked when syncd owns Stripe's catalog: ``[stripe] push_catalog``
+is on, or a product carries ``metadata.syncd_origin`` (a ``syncd catalog push`` ran). Every
+operation a push would perform is then a difference (a local price without its Stripe price,
+an amount mismatch, a still-active price of an archived version, ...). Migrated
+subscriptions still on an old version's price are always checked. Repair is the push itself.
 """
 
 from __future__ import annotations
 
 import stripe
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from ..stripe_api import METADATA_ORIGIN_KEY
-from .catalog import PushResult
+from .catalog import Op, PushResult, run_ops
 from .push import plan_all, push
+from .subscriptions import plan_swaps
 
 
 def owns_catalog(client: stripe.StripeClient) -> bool:
@@ -24,15 +26,21 @@ def owns_catalog(client: stripe.StripeClient) -> bool:
     )
 
 
+def _planned(engine: Engine, client: stripe.StripeClient, owned: bool) -> list[Op]:
+    if owned:
+        return plan_all(engine, client).ops
+    with Session(engine) as session:
+        return plan_swaps(session)
+
+
 def catalog_divergence(engine: Engine, client: stripe.StripeClient, *, force: bool = False) -> list[str]:
-    """Lines describing what differs (empty when in sync or when syncd does not own it)."""
-    if not force and not owns_catalog(client):
-        return []
-    ops = plan_all(engine, client).ops
+    """Lines describing what differs (empty when in sync)."""
+    ops = _planned(engine, client, force or owns_catalog(client))
     return [f"catalog push: {op.line}" for op in ops if op.action != "close"]  # close: bookkeeping
 
 
-def repair_catalog(engine: Engine, client: stripe.StripeClient, *, force: bool = False) -> PushResult | None:
-    if not force and not owns_catalog(client):
-        return None
-    return push(engine, client)
+def repair_catalog(engine: Engine, client: stripe.StripeClient, *, force: bool = False) -> PushResult:
+    if force or owns_catalog(client):
+        return push(engine, client)
+    ops = _planned(engine, client, False)
+    return PushResult(ops, applied=run_ops(engine, client, ops))

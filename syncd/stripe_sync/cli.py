@@ -87,8 +87,8 @@ def reconcile(settings: Settings, engine: Engine, *, verify_only: bool, repair: 
         print(f"checked {checked}: {len(report.lines) + len(pushed)} difference(s)")
         return 0 if report.clean and not pushed else 1
     if pushed:
-        catalog_push = repair_catalog(engine, client, force=True)
-        print(f"pushed {catalog_push.applied if catalog_push else 0} catalog change(s) to Stripe")
+        catalog_push = repair_catalog(engine, client, force=settings.stripe.push_catalog)
+        print(f"pushed {catalog_push.applied} change(s) to Stripe")
     with progress_bars() as advance:
         fixed = repair_state(engine, client, report, past_due_grace_days=grace, on_progress=advance)
     print(f"repaired {len(report.lines)} difference(s); re-mapped {fixed} customer(s)")

@@ -32,7 +32,7 @@ def test_verify_reports_and_repair_pushes(world: World, capsys: pytest.CaptureFi
     assert "catalog push: create     price pro v1 year usd: 59000 usd" in out
 
     assert reconcile(world.settings, world.engine, verify_only=False, repair=True) == 0
-    assert "pushed 3 catalog change(s)" in capsys.readouterr().out
+    assert "pushed 3 change(s) to Stripe" in capsys.readouterr().out
     assert reconcile(world.settings, world.engine, verify_only=True, repair=False) == 0
 
 
