@@ -121,6 +121,7 @@ class _Planner:
             if (p.get("metadata") or {}).get("syncd_price")
         }
         self.ops: list[Op] = []
+        self.claimed: set[str] = set()
 
     # -- products -----------------------------------------------------------------------
 
@@ -131,6 +132,8 @@ class _Planner:
         prices: dict[str, list[PlanPrice]] = {}
         for p in self.s.exec(select(PlanPrice).order_by(col(PlanPrice.interval))).all():
             prices.setdefault(p.plan_version_id, []).append(p)
+            if p.stripe_price_id:
+                self.claimed.add(p.stripe_price_id)
         for plan in self.s.exec(select(Plan).order_by(col(Plan.key))).all():
             plan_versions = [v for v in versions.get(plan.id, []) if v.status != "draft"]
             priced = any(prices.get(v.id) for v in plan_versions)
@@ -194,6 +197,7 @@ class _Planner:
             self.prices.get(price.stripe_price_id or "")
             or self.by_lookup.get(lk)
             or self.by_price_meta.get(price.id)
+            or (self._hand_made(product, price) if wanted else None)
         )
         if found is not None and (product is None or found.get("product") != product["id"]):
             found = None if wanted else found  # a price of another product is not ours to reuse
@@ -211,6 +215,23 @@ class _Planner:
         if found is not None and found.get("active"):
             self._deactivate(what, str(found["id"]), f"amount {found.get('unit_amount')} -> {price.amount}")
         self._create(plan, version, price, what, lk, transfer=found is not None or lk in self.by_lookup)
+
+    def _hand_made(self, product: JSON | None, price: PlanPrice) -> JSON | None:
+        """An active price made outside syncd on the plan's product with the same terms and
+        claimed by no local price: the existing catalog is linked rather than duplicated."""
+        if product is None:
+            return None
+        for candidate in self.prices.values():
+            if (
+                candidate.get("product") == product["id"]
+                and candidate.get("active")
+                and str(candidate["id"]) not in self.claimed
+                and not (candidate.get("metadata") or {}).get("syncd_price")
+                and _same_terms(candidate, price)
+            ):
+                self.claimed.add(str(candidate["id"]))
+                return candidate
+        return None
 
     def _keep(
         self, plan: Plan, version: PlanVersion, price: PlanPrice, found: JSON, what: str, lk: str

@@ -129,3 +129,14 @@ def test_archived_version_prices_deactivated(world: World) -> None:
     ]
     assert v1 and not any(p["active"] for p in v1)
     assert run(world).ops == []
+
+
+def test_hand_made_prices_without_lookup_keys_are_linked(world: World) -> None:
+    ids = world.catalog()  # products and monthly prices made in Stripe, linked by product only
+    before = stripe_counts(world)
+    result = run(world)
+    assert stripe_counts(world)["prices"] == before["prices"]  # nothing duplicated
+    links = {op.what: op.detail for op in result.ops if op.action == "link"}
+    assert links["price pro v1 month usd"] == ids["pro_price"]
+    assert links["price analytics v1 month usd"] == ids["analytics_price"]
+    assert run(world).ops == []
