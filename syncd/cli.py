@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = catalog.add_parser("export", help="print the catalog as TOML or YAML")
     export.add_argument("--format", choices=["toml", "yaml"], default="toml")
     export.set_defaults(handler=cmd_catalog_export)
+    push = catalog.add_parser("push", help="push plans/add-ons and their prices to Stripe (prints the diff)")
+    push.add_argument("--dry-run", action="store_true", help="show what would be written, write nothing")
+    push.add_argument(
+        "--proration",
+        choices=["create_prorations", "always_invoice", "none"],
+        default=None,
+        help="for migrated subscriptions (default: the catalog setting)",
+    )
+    push.set_defaults(handler=cmd_catalog_push)
 
     emulator = sub.add_parser("stripe-emulator", help="run the built-in Stripe emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -215,6 +224,13 @@ def cmd_catalog_apply(args: argparse.Namespace, settings: Settings) -> int:
     verb = "would change" if args.dry_run else "changed"
     print(f"{verb} {len(diff.changes)} object(s)" if not diff.is_empty else "catalog already up to date")
     return 0
+
+
+def cmd_catalog_push(args: argparse.Namespace, settings: Settings) -> int:
+    from .stripe_push.cli import catalog_push
+
+    engine = _prepared_engine(settings)
+    return catalog_push(settings, engine, dry_run=args.dry_run, proration_behavior=args.proration)
 
 
 def cmd_catalog_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -64,6 +64,10 @@ class StripeSettings:
     # Object kinds re-fetched from Stripe before an event is applied (comma-separated).
     refetch: str = "subscription,subscription_schedule"
     events_overlap_s: int = 600  # Events API replay re-reads this far behind its cursor
+    # syncd -> Stripe: push the catalog (and migrated subscriptions) on a schedule; off by
+    # default so an operator decides when Stripe's catalog starts following syncd's.
+    push_catalog: bool = False
+    push_interval_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

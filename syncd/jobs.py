@@ -250,3 +250,33 @@ def reconcile_stripe() -> int:
         replay_stripe_events()
         result = sweep(daemon.engine, client, past_due_grace_days=daemon.settings.stripe.past_due_grace_days)
     return result.total
+
+
+# -- syncd -> Stripe -------------------------------------------------------------------------
+
+
+def flush_usage_to_stripe() -> None:
+    """Usage flush to Stripe meters (leader only, once per tick; see syncd.stripe_push.flush)."""
+    _cluster("flush_usage_to_stripe", _flush_usage)
+
+
+def _flush_usage(daemon: Daemon) -> object:
+    from .stripe_push.flush import flush_usage
+    from .stripe_sync.runtime import client_for
+
+    client = client_for(daemon)
+    return flush_usage(daemon.engine, client) if client is not None else None
+
+
+def push_catalog_to_stripe() -> None:
+    """Catalog and migrated-subscription push (``[stripe] push_catalog``); converges, so a
+    push interrupted by a crash or an outage is completed by the next tick."""
+    _cluster("push_catalog_to_stripe", _push_catalog)
+
+
+def _push_catalog(daemon: Daemon) -> object:
+    from .stripe_push.push import push
+    from .stripe_sync.runtime import client_for
+
+    client = client_for(daemon)
+    return push(daemon.engine, client) if client is not None else None

@@ -91,3 +91,17 @@ def install_stripe_jobs(scheduler: AsyncIOScheduler, settings: Settings) -> None
         replace_existing=True,
         misfire_grace_time=3600,
     )
+    # syncd -> Stripe (cluster-wide: leader only, once per tick).
+    scheduler.add_job(
+        jobs.flush_usage_to_stripe,
+        grid_interval(s.usage_flush_interval_s),
+        id="flush_usage_to_stripe",
+        replace_existing=True,
+    )
+    if settings.stripe.push_catalog:
+        scheduler.add_job(
+            jobs.push_catalog_to_stripe,
+            grid_interval(settings.stripe.push_interval_s),
+            id="push_catalog_to_stripe",
+            replace_existing=True,
+        )

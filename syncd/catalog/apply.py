@@ -136,6 +136,16 @@ def _record_changes(session: Session, diff: CatalogDiff) -> None:
         entitlements_changed(session, moved)
     else:
         entitlements_changed(session, ALL)
+    _enqueue_stripe_migrations(session, diff)
+
+
+def _enqueue_stripe_migrations(session: Session, diff: CatalogDiff) -> None:
+    """Migrated companies' Stripe subscriptions must follow: a durable intent for the push."""
+    from syncd.stripe_push.outbox import enqueue_migrations
+
+    moved = [(m.plan, m.to_version, m.company_ids) for m in diff.migrations if m.strategy == "immediate"]
+    if moved:
+        enqueue_migrations(session, moved)
 
 
 def _audit(session: Session, diff: CatalogDiff, actor: Actor, *, prune: bool) -> None:

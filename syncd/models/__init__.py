@@ -50,6 +50,7 @@ from .stripe_mirror import (
     StripeSubscriptionSchedule,
     SyncCursor,
 )
+from .stripe_push import StripeMeterBatch
 from .usage import (
     CompanyMetric,
     CreditGrant,
@@ -99,6 +100,7 @@ __all__ = [
     "StripeCustomer",
     "StripeInvoice",
     "StripeMeter",
+    "StripeMeterBatch",
     "StripePrice",
     "StripeProduct",
     "StripeSubscription",

@@ -29,6 +29,7 @@ class UsageEvent(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=255)
     backfill: bool = False
     flushed_to_stripe_at: datetime | None = ts_field(index=True)
+    stripe_batch_id: str | None = Field(default=None, max_length=100, index=True)
 
 
 class EventIdempotency(SQLModel, table=True):

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import Settings
 from ..stripe_api import build_client
+from ..stripe_push.verify import catalog_divergence, repair_catalog
 from .apply import apply_pending
 from .reconcile import repair as repair_state
 from .reconcile import verify
@@ -77,12 +78,17 @@ def reconcile(settings: Settings, engine: Engine, *, verify_only: bool, repair: 
         return 0
     with progress_bars() as advance:
         report = verify(engine, client, past_due_grace_days=grace, on_progress=advance)
+    # syncd -> Stripe: what a catalog push would still write (only where syncd owns the catalog).
+    pushed = catalog_divergence(engine, client, force=settings.stripe.push_catalog)
     checked = ", ".join(f"{n} {kind}(s)" for kind, n in report.checked.items())
     if verify_only:
-        for line in report.lines:
+        for line in report.lines + pushed:
             print(line)
-        print(f"checked {checked}: {len(report.lines)} difference(s)")
-        return 0 if report.clean else 1
+        print(f"checked {checked}: {len(report.lines) + len(pushed)} difference(s)")
+        return 0 if report.clean and not pushed else 1
+    if pushed:
+        catalog_push = repair_catalog(engine, client, force=settings.stripe.push_catalog)
+        print(f"pushed {catalog_push.applied} change(s) to Stripe")
     with progress_bars() as advance:
         fixed = repair_state(engine, client, report, past_due_grace_days=grace, on_progress=advance)
     print(f"repaired {len(report.lines)} difference(s); re-mapped {fixed} customer(s)")

@@ -1,0 +1,133 @@
+"""Publishing a plan version with migration: migrated subscriptions get the new price in
+Stripe, grandfathered ones are untouched, and the webhooks the push causes are echoes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from syncd.models import OutboxMessage, PlanPrice, PlanVersion
+from syncd.stripe_api import is_own_request
+from syncd.stripe_push.verify import catalog_divergence
+from syncd.stripe_sync import apply as inbound
+from tests.stripe_sync.harness import World
+
+from .helpers import catalog, run
+
+
+def price_of(world: World, version: int, interval: str = "month") -> str:
+    with Session(world.engine) as session:
+        row = session.exec(
+            select(PlanPrice)
+            .join(PlanVersion)
+            .where(col(PlanVersion.version) == version, col(PlanPrice.interval) == interval)
+        ).first()
+        assert row is not None and row.stripe_price_id
+        return row.stripe_price_id
+
+
+def subscribe(world: World, name: str, price: str) -> tuple[str, str]:
+    customer = world.customer(name=name)
+    sub = world.client.v1.subscriptions.create({"customer": customer, "items": [{"price": price}]})
+    return customer, str(sub.id)
+
+
+def item_price(world: World, sub_id: str) -> str:
+    sub = world.client.v1.subscriptions.retrieve(sub_id)
+    return str(sub["items"].data[0].price.id)
+
+
+def version_of(world: World, customer: str) -> int:
+    row = world.company(customer).billing_base
+    assert row is not None
+    with Session(world.engine) as session:
+        version = session.get(PlanVersion, row.plan_version_id)
+        assert version is not None
+        return version.version
+
+
+def test_migration_swaps_prices_and_leaves_grandfathered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog(world)
+    run(world)
+    v1 = price_of(world, 1)
+    cus_a, sub_a = subscribe(world, "A", v1)
+    cus_b, sub_b = subscribe(world, "B", v1)
+    world.sync()
+    assert world.base(cus_a) == world.base(cus_b) == "pro"
+    grandfathered = world.company(cus_b).id
+
+    catalog(world, pro_month=5900, migration="immediate", exclude=[grandfathered])
+    assert version_of(world, cus_a) == 2 and version_of(world, cus_b) == 1
+
+    dry = run(world, dry_run=True, proration_behavior="none")
+    swaps = [op.line for op in dry.ops if op.action == "swap"]
+    assert swaps == [f"swap       subscription {sub_a} (pro): v1 -> v2 price (new price), proration none"]
+    result = run(world, proration_behavior="none")
+    v2 = price_of(world, 2)
+    assert [op.what for op in result.ops if op.action == "swap"] == [f"subscription {sub_a} (pro)"]
+    assert item_price(world, sub_a) == v2
+    assert item_price(world, sub_b) == v1  # grandfathered: untouched
+    assert run(world).ops == []  # converged
+
+    # The webhooks the push caused carry our idempotency-key prefix and are not mapped again.
+    mapped: list[str] = []
+    real_map_row = inbound.map_row
+
+    def spy(session: Session, client: Any, kind: str, row: Any, *args: Any, **kwargs: Any) -> None:
+        mapped.append(f"{kind} {row.stripe_id}")
+        real_map_row(session, client, kind, row, *args, **kwargs)
+
+    monkeypatch.setattr(inbound, "map_row", spy)
+    world.sync()
+    own = [e for e in world.inbox() if e.event_type == "customer.subscription.updated"]
+    assert own and all(is_own_request(json.loads(e.payload)) for e in own)
+    assert f"subscription {sub_a}" not in mapped
+    assert version_of(world, cus_a) == 2 and version_of(world, cus_b) == 1
+
+    # A foreign change (made in the Stripe dashboard) is still applied.
+    world.client.v1.subscriptions.update(
+        sub_b, {"metadata": {"note": "dashboard"}, "cancel_at_period_end": True}
+    )
+    world.sync()
+    assert f"subscription {sub_b}" in mapped
+    assert version_of(world, cus_a) == 2 and version_of(world, cus_b) == 1
+
+
+def test_proration_behavior_is_validated(world: World) -> None:
+    catalog(world)
+    with pytest.raises(ValueError, match="proration_behavior"):
+        run(world, proration_behavior="sometimes")
+
+
+def test_migration_intent_survives_an_inbound_remap_before_the_push(world: World) -> None:
+    catalog(world)
+    run(world)
+    cus_a, sub_a = subscribe(world, "A", price_of(world, 1))
+    world.sync()
+    catalog(world, pro_month=5900, migration="immediate")
+    assert version_of(world, cus_a) == 2
+    # Before the push (a crash, say), a foreign change to A's subscription arrives: the inbound
+    # mapping re-derives A's version from its Stripe price, which is still v1's.
+    item = world.client.v1.subscriptions.retrieve(sub_a)["items"].data[0].id
+    world.client.v1.subscriptions.update(sub_a, {"items": [{"id": item, "quantity": 2}]})
+    world.sync()
+    assert version_of(world, cus_a) == 1
+    assert any(
+        f"swap       subscription {sub_a}" in line
+        for line in catalog_divergence(world.engine, world.client, force=True)
+    )
+
+    run(world)
+    assert item_price(world, sub_a) == price_of(world, 2)
+    assert version_of(world, cus_a) == 2  # the migration stands
+    with Session(world.engine) as session:
+        rows = session.exec(select(OutboxMessage).where(col(OutboxMessage.adapter) == "stripe_push")).all()
+    assert [r.status for r in rows] == ["delivered"]
+    world.sync()  # the echo of the swap changes nothing
+    assert version_of(world, cus_a) == 2
+    assert run(world).ops == []
