@@ -1,7 +1,7 @@
 """credit grants: the reason a grant was zeroed out
 
-Revision ID: 0007_credit_grants
-Revises: 0006_webhooks
+Revision ID: 0008_credit_grants
+Revises: 0007_push
 Create Date: 2026-11-21 08:40:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "0007_credit_grants"
-down_revision: str | None = "0006_webhooks"
+revision: str = "0008_credit_grants"
+down_revision: str | None = "0007_push"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
