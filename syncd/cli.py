@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="resumable full sweep of Stripe into syncd")
     backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
     backfill.set_defaults(handler=cmd_backfill)
+    from .billing.cli import add_parsers as add_billing_parsers
+
+    add_billing_parsers(sub)
+    sub.choices["companies"].set_defaults(handler=cmd_companies)
     return parser
 
 
@@ -313,3 +317,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from .stripe_sync.cli import backfill
 
     return backfill(settings, _prepared_engine(settings), resume=not args.restart)
+
+
+def cmd_companies(args: argparse.Namespace, settings: Settings) -> int:
+    from .billing.cli import run
+
+    return run(args, settings, _prepared_engine(settings))
