@@ -13,6 +13,7 @@ from ..services.common import require
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
 from ..stripe_sync import mirror
 from ..stripe_sync.mapping import CUSTOMER_KEY
+from ..stripe_sync.normalize import plain
 from .errors import translate
 
 COMPANY_METADATA_KEY = "syncd_company_id"
@@ -45,7 +46,7 @@ def ensure_customer(session: Session, client: stripe.StripeClient, company_id: s
     except stripe.StripeError as exc:
         raise translate(exc) from exc
     entity_keys.set_keys(session, entity_keys.COMPANY_KEYS, company.id, {CUSTOMER_KEY: customer.id})
-    row = mirror.store(session, "customer", customer.to_dict(), created=0, source_id="syncd:customer")
+    row = mirror.store(session, "customer", plain(customer), created=0, source_id="syncd:customer")
     assert isinstance(row, StripeCustomer)
     row.company_id = company.id
     session.add(row)

@@ -23,6 +23,7 @@ from ..services.changes import record_event
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
 from ..stripe_sync import mirror
 from ..stripe_sync.mapping import ts
+from ..stripe_sync.normalize import plain
 from .errors import translate
 
 
@@ -107,7 +108,7 @@ def schedule(
         )
     except stripe.StripeError as exc:
         raise translate(exc) from exc
-    mirror.store(session, "subscription_schedule", sched.to_dict(), created=0, source_id="syncd:downgrade")
+    mirror.store(session, "subscription_schedule", plain(sched), created=0, source_id="syncd:downgrade")
     row = ScheduledDowngrade(
         company_id=base.company_id,
         from_plan_id=base.plan_id,
@@ -138,7 +139,7 @@ def cancel(
                 )
         except stripe.StripeError as exc:
             raise translate(exc) from exc
-        mirror.store(session, "subscription_schedule", sched.to_dict(), created=0, source_id="syncd:release")
+        mirror.store(session, "subscription_schedule", plain(sched), created=0, source_id="syncd:release")
     row.status = "canceled"
     session.add(row)
     session.flush()

@@ -28,6 +28,7 @@ from ..services.company_plans import company_plan_rows, require_published_versio
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
 from ..stripe_sync import mirror
 from ..stripe_sync.mapping import MappingContext, sync_company
+from ..stripe_sync.normalize import plain
 from . import downgrades
 from .classify import Side, classify
 from .customers import ensure_customer
@@ -292,7 +293,7 @@ def _item_changes(live: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]
 
 def _apply_locally(session: Session, client: stripe.StripeClient, sub: Any, now: dt.datetime) -> None:
     """Mirror Stripe's answer and map it, exactly as the inbound sync would."""
-    data = mirror.complete_items(client, sub.to_dict())
+    data = mirror.complete_items(client, plain(sub))
     row = mirror.store(session, "subscription", data, created=0, source_id="syncd:plan_change")
     if row.customer_id:
         sync_company(session, row.customer_id, MappingContext(now=now))
