@@ -10,14 +10,13 @@ the row applied when the inbound sync got there first, so it happens once.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import stripe
 from sqlmodel import Session, col, select
 
 from ..exceptions import ConflictError
-from ..models import CompanyPlan, ScheduledDowngrade, utcnow
+from ..models import CompanyPlan, ScheduledDowngrade, StripeSubscriptionSchedule, utcnow
 from ..services.audit import Actor, record, snapshot
 from ..services.changes import record_event
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
@@ -158,12 +157,10 @@ def refuse_while_pending(session: Session, company_id: str, what: str) -> None:
         )
 
 
-def settle(session: Session, company_id: str, now: dt.datetime | None = None) -> int:
-    """Mark pending downgrades applied once the company is on their target plan (inbound sync
-    got there before the boundary job). Returns how many were settled."""
-    base = session.exec(
-        select(CompanyPlan).where(col(CompanyPlan.company_id) == company_id, col(CompanyPlan.role) == "base")
-    ).first()
+def settle(session: Session, company_id: str) -> int:
+    """Mark pending downgrades applied once the company is on their target plan (Stripe's
+    phase change reached the inbound sync before the boundary job). Returns how many."""
+    base = _base(session, company_id)
     if base is None:
         return 0
     done = 0
@@ -179,3 +176,29 @@ def settle(session: Session, company_id: str, now: dt.datetime | None = None) ->
         _event(session, row)
         done += 1
     return done
+
+
+def schedule_ended(session: Session, schedule: StripeSubscriptionSchedule) -> int:
+    """A schedule released, canceled or completed in Stripe (not by us: our own release is an
+    echo) resolves its pending downgrade: applied if the company got there, else canceled."""
+    if schedule.data.get("status") in ("active", "not_started") and not schedule.deleted:
+        return 0
+    done = 0
+    for row in session.exec(
+        select(ScheduledDowngrade).where(
+            col(ScheduledDowngrade.stripe_schedule_id) == schedule.stripe_id,
+            col(ScheduledDowngrade.status) == "pending",
+        )
+    ).all():
+        base = _base(session, row.company_id)
+        row.status = "applied" if base is not None and base.plan_id == row.to_plan_id else "canceled"
+        session.add(row)
+        _event(session, row)
+        done += 1
+    return done
+
+
+def _base(session: Session, company_id: str) -> CompanyPlan | None:
+    return session.exec(
+        select(CompanyPlan).where(col(CompanyPlan.company_id) == company_id, col(CompanyPlan.role) == "base")
+    ).first()

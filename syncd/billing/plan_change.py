@@ -28,7 +28,7 @@ from ..services.company_plans import company_plan_rows, require_published_versio
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
 from ..stripe_sync import mirror
 from ..stripe_sync.mapping import MappingContext, sync_company
-from ..stripe_sync.normalize import plain
+from ..stripe_sync.normalize import plain, ref_id
 from . import downgrades
 from .classify import Side, classify
 from .customers import ensure_customer
@@ -188,9 +188,16 @@ def change_plan(
     )
     if timing not in TIMINGS:
         raise ValidationError(f"unknown timing {timing!r}", code="invalid_timing", allowed=list(TIMINGS))
+    customer = ensure_customer(session, client, company_id)
+    live = (
+        _call(lambda: client.v1.subscriptions.retrieve(str(billed.stripe_subscription_id)))
+        if billed is not None
+        else None
+    )
     token = _token(
         company_id,
         _last_change(session, company_id),
+        _payer(client, customer, live),  # a retry with another card is a new request
         billed.stripe_subscription_id if billed else None,
         price.stripe_price_id,
         sorted(p.stripe_price_id or "" for p in add_on_prices.values()),
@@ -203,7 +210,6 @@ def change_plan(
     payment = "error_if_incomplete" if req.require_payment else "allow_incomplete"
 
     if billed is None:
-        customer = ensure_customer(session, client, company_id)
         create: Any = {
             "customer": customer,
             "items": items,
@@ -234,7 +240,6 @@ def change_plan(
     else:
         assert billed.stripe_subscription_id is not None
         sub_id = billed.stripe_subscription_id
-        live = _call(lambda: client.v1.subscriptions.retrieve(sub_id))
         params: Any = {
             "items": _item_changes(live, items),
             "proration_behavior": proration,
@@ -263,6 +268,18 @@ def _call(fn: Any) -> Any:
         return fn()
     except stripe.StripeError as exc:
         raise translate(exc) from exc
+
+
+def _payer(client: stripe.StripeClient, customer: str, live: Any) -> str | None:
+    """The payment method Stripe would charge: the subscription's, else the customer's default.
+
+    Part of the idempotency token: Stripe keeps a declined (402) answer under its key, so a
+    retry after the customer changed cards must be a new request; a plain retry is not."""
+    if live is not None and plain(live).get("default_payment_method"):
+        return ref_id(plain(live)["default_payment_method"])
+    cus = plain(_call(lambda: client.v1.customers.retrieve(customer)))
+    settings = cus.get("invoice_settings") or {}
+    return ref_id(settings.get("default_payment_method"))
 
 
 def _last_change(session: Session, company_id: str) -> str | None:

@@ -218,3 +218,91 @@ def test_downgrade_refused_over_limits_forced_by_an_admin(bworld: World) -> None
     world.sync()
     assert world.company(customer).base == "pro"
     _no_failed_events(world)
+
+
+def test_declined_card_is_a_402_and_nothing_changes(world: World) -> None:
+    import httpx
+
+    from syncd.apikeys import create_key
+
+    ids = world.catalog()
+    link_prices(world, ids)
+    company_id, customer = new_company(world)
+    sub_id = str(change(world, company_id, "pro").subscription_id)
+    world.sync()
+    world.advance(days=10)
+    world.set_payment_method(customer, "pm_card_chargeCustomerFail")
+    with session_scope(world.engine) as session:
+        _, secret = create_key(session, "secret")
+    before = (len(plan_changes(world, company_id)), len(world.change_log()))
+
+    response = httpx.post(
+        f"{world.url}/companies/{company_id}/plan-change",
+        json={"plan_id": "enterprise", "proration_behavior": "always_invoice"},
+        headers={"X-Schematic-Api-Key": secret},
+        timeout=30,
+    )
+    assert response.status_code == 402, response.text
+    body = response.json()
+    assert body["code"] == "card_declined"
+    assert body["details"]["decline_code"] == "generic_decline"
+    assert world.company(customer).base == "pro"
+    assert _sub(world, sub_id)["items"]["data"][0]["price"]["id"] == ids["pro_price"]
+    assert (len(plan_changes(world, company_id)), len(world.change_log())) == before
+
+    # With a good card the same request goes through and the company shows the new plan.
+    world.set_payment_method(customer, "pm_card_visa")
+    response = httpx.post(
+        f"{world.url}/companies/{company_id}/plan-change",
+        json={"plan_id": "enterprise", "proration_behavior": "always_invoice"},
+        headers={"X-Schematic-Api-Key": secret},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["change"]["kind"] == "upgrade" and data["company"]["plan"]["name"] == "Enterprise"
+
+
+def test_half_way_failure_is_reported_and_repaired_by_reconcile(world: World) -> None:
+    from syncd.billing.plan_change import ChangeRequest, change_plan
+    from syncd.stripe_sync.reconcile import repair, verify
+
+    ids = world.catalog()
+    link_prices(world, ids)
+    company_id, customer = new_company(world)
+    change(world, company_id, "enterprise")
+    world.sync()
+    # Stripe accepts a downgrade schedule, then the local transaction is lost (crash, DB error).
+    with Session(world.engine) as session:
+        change_plan(session, world.client, company_id, ChangeRequest(plan="pro", timing="period_end"))
+        session.rollback()
+    world.sync()
+    assert downgrades(world, company_id) == []
+    report = verify(world.engine, world.client, now=ts(world.now))
+    assert any("a syncd downgrade with no pending row" in line for line in report.lines), report.lines
+
+    repair(world.engine, world.client, report, now=ts(world.now))
+    assert [(d.status, d.to_plan_id is not None) for d in downgrades(world, company_id)] == [
+        ("pending", True)
+    ]
+    assert verify(world.engine, world.client, now=ts(world.now)).clean
+
+    # Released in the Dashboard: verify sees it at once, the inbound sync applies it.
+    world.client.v1.subscription_schedules.release(str(downgrades(world, company_id)[0].stripe_schedule_id))
+    report = verify(world.engine, world.client, now=ts(world.now))
+    assert any("Stripe schedule" in line and "is released" in line for line in report.lines), report.lines
+    world.sync()
+    assert [d.status for d in downgrades(world, company_id)] == ["canceled"]
+    assert verify(world.engine, world.client, now=ts(world.now)).clean
+
+    # An immediate downgrade half way: Stripe has it, the local plan does not.
+    with Session(world.engine) as session:
+        change_plan(session, world.client, company_id, ChangeRequest(plan="pro", timing="now", force=True))
+        session.rollback()
+    world.sync()
+    report = verify(world.engine, world.client, now=ts(world.now))
+    assert any("billing plans differ" in line for line in report.lines), report.lines
+    repair(world.engine, world.client, report, now=ts(world.now))
+    assert world.company(customer).base == "pro"
+    assert [d.status for d in downgrades(world, company_id)] == ["canceled"]
+    assert verify(world.engine, world.client, now=ts(world.now)).clean
