@@ -51,7 +51,7 @@ def stripe_client(request: Request) -> stripe.StripeClient:
     return client
 
 
-@operation(body=PlanChangeBody, extra_statuses=(402, 403, 409))
+@operation(body=PlanChangeBody, extra_statuses=(400, 402, 403, 404, 409, 502))
 async def plan_change(request: Request) -> Response:
     company_id = request.path_params["company_id"]
     body = await read_body(request, PlanChangeBody)
@@ -82,7 +82,7 @@ async def plan_change(request: Request) -> Response:
     return ok(await run_db(request, work))
 
 
-@operation()
+@operation(extra_statuses=(400, 404, 502))
 async def cancel_scheduled_downgrade(request: Request) -> Response:
     company_id = request.path_params["company_id"]
     actor = request_actor(request)
