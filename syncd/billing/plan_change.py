@@ -28,7 +28,7 @@ from ..services.company_plans import company_plan_rows, require_published_versio
 from ..stripe_api import METADATA_ORIGIN_KEY, idempotency_key
 from ..stripe_sync import mirror
 from ..stripe_sync.mapping import MappingContext, sync_company
-from ..stripe_sync.normalize import plain, ref_id
+from ..stripe_sync.normalize import plain, price_of, ref_id
 from . import downgrades
 from .classify import Side, classify
 from .customers import ensure_customer
@@ -212,10 +212,11 @@ def change_plan(
     if billed is None:
         create: Any = {
             "customer": customer,
-            "items": items,
-            "payment_behavior": payment,
+            "items": [{**_price_param(str(i["price"])), "quantity": i["quantity"]} for i in items],
             "metadata": {METADATA_ORIGIN_KEY: "syncd", "syncd_company_id": company_id},
         }
+        if req.require_payment:
+            create["payment_behavior"] = payment
         sub = _call(
             lambda: client.v1.subscriptions.create(
                 create, {"idempotency_key": idempotency_key("subscribe", token)}
@@ -240,13 +241,14 @@ def change_plan(
     else:
         assert billed.stripe_subscription_id is not None
         sub_id = billed.stripe_subscription_id
-        params: Any = {
-            "items": _item_changes(live, items),
-            "proration_behavior": proration,
-            "metadata": {METADATA_ORIGIN_KEY: "syncd"},
-        }
+        # Stripe's defaults (create_prorations, allow_incomplete) are left implicit: fakes
+        # such as localstripe reject parameters they do not model.
+        params: Any = {"items": _item_changes(live, items)}
+        if proration != "create_prorations":
+            params["proration_behavior"] = proration
         if kind == "upgrade":
-            params["payment_behavior"] = payment
+            if req.require_payment:
+                params["payment_behavior"] = payment
         else:
             params["billing_cycle_anchor"] = "now"  # a downgrade starts a new period (with credit)
         sub = _call(
@@ -290,21 +292,26 @@ def _last_change(session: Session, company_id: str) -> str | None:
     ).first()
 
 
+def _price_param(price_id: str) -> dict[str, str]:
+    """``price``, or ``plan`` for a legacy Plan id (accepted by Stripe; all localstripe knows)."""
+    return {"plan": price_id} if price_id.startswith("plan_") else {"price": price_id}
+
+
 def _item_changes(live: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Subscription item params turning ``live``'s items into ``items`` (re-priced in place)."""
-    existing = list(live["items"]["data"])
-    wanted = {i["price"]: i for i in items}
+    change: dict[str, Any]
+    existing = [(str(it["id"]), ref_id(price_of(it))) for it in plain(live)["items"]["data"]]
+    wanted = {str(i["price"]): i for i in items}
     changes: list[dict[str, Any]] = []
-    keep = [it for it in existing if it["price"]["id"] in wanted]
-    spare = [it for it in existing if it["price"]["id"] not in wanted]
-    for it in keep:
-        wanted.pop(it["price"]["id"])
+    spare = [item_id for item_id, price_id in existing if price_id not in wanted]
+    for _, price_id in existing:
+        wanted.pop(price_id or "", None)
     for price_id, item in wanted.items():
-        if spare:
-            changes.append({"id": spare.pop(0)["id"], "price": price_id, "quantity": item["quantity"]})
-        else:
-            changes.append({"price": price_id, "quantity": item["quantity"]})
-    changes.extend({"id": it["id"], "deleted": True} for it in spare)
+        change = _price_param(price_id)
+        if item["quantity"] != 1:  # 1 is Stripe's default (and all localstripe accepts here)
+            change["quantity"] = item["quantity"]
+        changes.append({"id": spare.pop(0), **change} if spare else change)
+    changes.extend({"id": item_id, "deleted": True} for item_id in spare)
     return changes
 
 
