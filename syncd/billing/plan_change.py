@@ -359,3 +359,36 @@ def _check_downgrade(
         after={"to_plan_version_id": version.id, "over_limits": overs},
         note="warning: downgraded while over the new plan's limits",
     )
+
+
+def pushes_to_stripe(session: Session, company_id: str, base_plan_id: str | None) -> bool:
+    """Whether a Schematic-style ``PUT /company-plans`` must go through Stripe: the company pays
+    through a subscription now, or the new base plan has a Stripe price.
+
+    Removing a billed base plan (cancel) is Stripe's to do, so that is refused here."""
+    rows = company_plan_rows(session, company_id)
+    billed = any(r.role == "base" and r.stripe_subscription_id for r in rows)
+    linked = False
+    if base_plan_id is not None:
+        plan = session.get(Plan, base_plan_id)
+        version = published_version_of(session, plan) if plan is not None else None
+        linked = version is not None and (
+            session.exec(
+                select(PlanPrice.id).where(
+                    col(PlanPrice.plan_version_id) == version.id, col(PlanPrice.stripe_price_id).is_not(None)
+                )
+            ).first()
+            is not None
+        )
+    if billed and not linked:
+        raise ConflictError(
+            "the company's plan is billed through Stripe: cancel the subscription to remove it",
+            code="billing_managed_plan",
+        )
+    return linked
+
+
+def published_version_of(session: Session, plan: Plan) -> PlanVersion | None:
+    from ..services.company_plans import published_version
+
+    return published_version(session, plan.id)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from syncd.boundaries.apply import apply_downgrades
 from syncd.db import session_scope
 from syncd.exceptions import ConflictError
-from syncd.models import AuditLog, CatalogSettingsRow, CompanyKey, StripeCustomer
+from syncd.models import AuditLog, CatalogSettingsRow, CompanyKey, Plan, StripeCustomer
 from syncd.services.traits import set_traits
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync.mapping import ts
@@ -306,3 +306,51 @@ def test_half_way_failure_is_reported_and_repaired_by_reconcile(world: World) ->
     assert world.company(customer).base == "pro"
     assert [d.status for d in downgrades(world, company_id)] == ["canceled"]
     assert verify(world.engine, world.client, now=ts(world.now)).clean
+
+
+def test_schematic_company_plans_endpoint_and_cli_push_to_stripe(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from syncd.apikeys import create_key
+    from syncd.cli import main
+
+    ids = world.catalog()
+    link_prices(world, ids)
+    company_id, customer = new_company(world)
+    with Session(world.engine) as session:
+        plan_ids = {p.key: p.id for p in session.exec(select(Plan)).all()}
+    with session_scope(world.engine) as session:
+        _, secret = create_key(session, "secret")
+    response = httpx.put(
+        f"{world.url}/company-plans/{company_id}",
+        json={"base_plan_id": plan_ids["pro"], "add_on_ids": [plan_ids["analytics"]]},
+        headers={"X-Schematic-Api-Key": secret},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    company = world.company(customer)
+    assert (company.base, company.add_ons) == ("pro", ["analytics"])
+    assert company.billing_base is not None and company.billing_base.stripe_subscription_id
+    sub = _sub(world, company.billing_base.stripe_subscription_id)
+    assert sorted(i["price"]["id"] for i in sub["items"]["data"]) == sorted(
+        [ids["pro_price"], ids["analytics_price"]]
+    )
+
+    # The CLI (an admin): schedule a downgrade, show it, cancel it.
+    config = tmp_path / "cli.toml"
+    assert world.server is not None
+    config.write_text("")
+    monkeypatch.setenv("SYNCD_DATABASE_URL", world.settings.database_url)
+    monkeypatch.setenv("SYNCD_STRIPE_API_KEY", "sk_test_emulator")
+    monkeypatch.setenv("SYNCD_STRIPE_API_BASE", world.server.url)
+    monkeypatch.setenv("SYNCD_CATALOG_PATH", "")
+    world.advance(days=3)
+    args = ["--config", str(config), "companies"]
+    assert main([*args, "change-plan", customer, "--plan", "pro", "--no-add-ons", "--at-period-end"]) == 0
+    assert [d.status for d in downgrades(world, company_id)] == ["pending"]
+    assert main([*args, "show", customer]) == 0
+    assert main([*args, "change-plan", "no-such-company", "--plan", "pro"]) == 1
+    assert main([*args, "cancel-downgrade", customer]) == 0
+    assert [d.status for d in downgrades(world, company_id)] == ["canceled"]
