@@ -4,6 +4,7 @@ webhook or the boundary job, once), cancelled by an upgrade, refused over limits
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from syncd.db import session_scope
 from syncd.exceptions import ConflictError
 from syncd.models import AuditLog, CatalogSettingsRow, CompanyKey, Plan, StripeCustomer
 from syncd.services.traits import set_traits
+from syncd.stripe_api import is_own_request
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync.mapping import ts
 
@@ -146,6 +148,16 @@ def test_downgrade_scheduled_and_applied_exactly_at_the_boundary(bworld: World, 
     assert len(plan_changes(world, company_id)) == before + 1  # exactly once
     assert world.change_log("company.scheduled_downgrade")[-1].payload["status"] == "applied"
     _no_failed_events(world)
+    # Echo suppression: every subscription/schedule change we asked for carries our key; the
+    # phase change Stripe made on its own clock carries none (so it was applied, not skipped).
+    events = [json.loads(e.payload) for e in world.inbox()]
+    billing = [
+        e for e in events if e["type"].startswith(("customer.subscription.", "subscription_schedule."))
+    ]
+    requested = [e for e in billing if (e.get("request") or {}).get("id")]
+    assert requested and all(is_own_request(e) for e in requested)
+    at_boundary = [e for e in billing if e["created"] >= end and e["type"] == "customer.subscription.updated"]
+    assert at_boundary and not any(is_own_request(e) for e in at_boundary)
 
 
 def test_scheduled_downgrade_cancelled_by_an_upgrade(world: World) -> None:
