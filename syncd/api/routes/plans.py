@@ -135,7 +135,12 @@ async def update_company_plans(request: Request) -> Response:
 
     def work(session: Session) -> dict[str, Any]:
         companies.get_company(session, company_id)
-        if body.base_plan_id is not None and pushes_to_stripe(session, company_id, body.base_plan_id):
+        stripe_on = bool(request.app.state.daemon.stripe_api_key)  # no Stripe: local only
+        if (
+            stripe_on
+            and body.base_plan_id is not None
+            and pushes_to_stripe(session, company_id, body.base_plan_id)
+        ):
             # Stripe-linked: Stripe first, then the local plan (syncd.billing).
             change = ChangeRequest(plan=body.base_plan_id, add_ons=body.add_on_ids, actor=actor)
             change_plan(session, stripe_client(request), company_id, change)
