@@ -130,6 +130,12 @@ def change_plan(
     rows = company_plan_rows(session, company_id)
     base_row = next((r for r in rows if r.role == "base"), None)
     billed = base_row if base_row is not None and base_row.stripe_subscription_id else None
+    if base_row is not None and base_row.source == "billing" and billed is None:
+        # The boundary job flipped a scheduled downgrade before Stripe's webhook filled in the
+        # subscription: pushing now could start a second subscription.
+        raise ConflictError(
+            "the billing state is catching up with Stripe; retry in a moment", code="billing_sync_pending"
+        )
     current_add_ons = {r.plan_id: r for r in rows if r.role == "add_on"}
 
     target = _plan(session, req.plan)

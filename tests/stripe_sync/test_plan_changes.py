@@ -136,6 +136,9 @@ def test_downgrade_scheduled_and_applied_exactly_at_the_boundary(bworld: World, 
     if first == "boundary_job":
         assert apply_downgrades(world.engine, ts(end)) == 1
         assert world.company(customer).base == "pro"
+        with pytest.raises(ConflictError) as waiting:  # until Stripe's webhook fills the subscription in
+            change(world, company_id, "enterprise")
+        assert waiting.value.code == "billing_sync_pending"
         world.sync()
     else:
         world.sync()  # the phase change is Stripe's own: applied, not an echo
