@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
     backfill.set_defaults(handler=cmd_backfill)
     credits_cli.register(sub, _prepared_engine)
+    from .billing.cli import add_parsers as add_billing_parsers
+
+    add_billing_parsers(sub)
+    sub.choices["companies"].set_defaults(handler=cmd_companies)
     return parser
 
 
@@ -330,3 +334,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from .stripe_sync.cli import backfill
 
     return backfill(settings, _prepared_engine(settings), resume=not args.restart)
+
+
+def cmd_companies(args: argparse.Namespace, settings: Settings) -> int:
+    from .billing.cli import run
+
+    return run(args, settings, _prepared_engine(settings))

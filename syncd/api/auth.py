@@ -104,6 +104,8 @@ ROUTE_PERMISSIONS: tuple[RoutePermission, ...] = _table(
     ("DELETE", "/plans/{plan_id}", P.WRITE),
     ("PUT", "/plans/{plan_id}/billing_products", P.WRITE),
     ("PUT", "/company-plans/{company_id}", P.WRITE),
+    ("POST", "/companies/{company_id}/plan-change", P.WRITE),
+    ("DELETE", "/companies/{company_id}/scheduled-downgrade", P.WRITE),
     # entitlements and overrides
     ("GET", "/plan-entitlements", P.READ),
     ("POST", "/plan-entitlements", P.WRITE),

@@ -214,7 +214,9 @@ def apply_downgrades(engine: Engine, now: dt.datetime) -> int:
                 "to_plan_id": row.to_plan_id,
                 "effective_after": row.effective_after.isoformat(),
             }
-            if current is None or current.plan_id != row.from_plan_id:
+            if current is not None and current.plan_id == row.to_plan_id:
+                row.status = "applied"  # Stripe's phase change arrived first (inbound sync)
+            elif current is None or current.plan_id != row.from_plan_id:
                 row.status = "canceled"  # the company changed plans since it was scheduled
             else:
                 row.status = "applied"

@@ -322,6 +322,10 @@ def map_row(
         ctx._plans.clear()
         for customer_id in customers_with_product(session, row.stripe_id):
             sync_company(session, customer_id, ctx)
+    elif kind == "subscription_schedule":
+        from ..billing.downgrades import schedule_ended  # billing builds on the sync: import late
+
+        schedule_ended(session, row)
     elif kind == "invoice" and client is not None and "subscription" in options.refetch:
         # Payment outcomes move subscription status; some emitters (localstripe) send no
         # customer.subscription.updated for them, so the invoice is the only hint.

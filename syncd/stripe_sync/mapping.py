@@ -341,6 +341,9 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
             session.add(row)
             updated = True
         updated |= _allocate(session, ctx, company_id, row)
+    from ..billing.downgrades import settle  # billing builds on mapping: import late
+
+    settle(session, company_id)  # a schedule's phase change landed: the pending row is done
     if change is None and not updated:
         return False
     session.flush()

@@ -36,6 +36,7 @@ class Report:
     checked: dict[str, int] = field(default_factory=dict)
     customers: set[str] = field(default_factory=set)  # customers whose mapping differs
     local_only: dict[str, list[str]] = field(default_factory=dict)
+    downgrades: list[Any] = field(default_factory=list)  # billing.reconcile.DowngradeDrift
 
     @property
     def clean(self) -> bool:
@@ -60,6 +61,7 @@ def verify(
     report = Report()
     ctx = MappingContext(now=now or utcnow(), past_due_grace_days=past_due_grace_days)
     subs_by_customer: dict[str, list[JSON]] = {}
+    schedules: list[JSON] = []
     with Session(engine) as session:
         for kind in KINDS:
             model: Any = mirror.MODELS[kind]
@@ -67,6 +69,8 @@ def verify(
             for obj in _listing(client, kind, on_progress):
                 stripe_id = str(obj["id"])
                 seen.add(stripe_id)
+                if kind == "subscription_schedule":
+                    schedules.append(obj)
                 if kind == "subscription":
                     obj = mirror.complete_items(client, obj)
                     if ref_id(obj.get("customer")):
@@ -85,6 +89,10 @@ def verify(
             report.local_only[kind] = extra
             report.lines.extend(f"{kind} {i}: exists locally, not in Stripe" for i in extra)
         _verify_companies(session, subs_by_customer, ctx, report)
+        from ..billing.reconcile import find_drift  # billing builds on the sync: import late
+
+        report.downgrades = find_drift(session, schedules)
+        report.lines.extend(d.line for d in report.downgrades)
     return report
 
 
@@ -175,6 +183,10 @@ def repair(
     with Session(engine) as session:
         for customer_id in sorted(customers):
             sync_company(session, customer_id, ctx)
+        if report.downgrades:
+            from ..billing.reconcile import repair_drift
+
+            repair_drift(session, report.downgrades, ctx)
         session.commit()
     log.info("stripe_reconcile_repaired", customers=len(customers))
     return len(customers)

@@ -116,3 +116,49 @@ def test_customer_plan_subscription_change_cancel_and_failed_payment(ls_world: W
     # Everything localstripe lists agrees with the mirror and the plan assignments.
     report = verify(world.engine, world.client)
     assert report.clean, report.lines
+
+
+def test_billing_customer_and_immediate_plan_change(ls_world: World) -> None:
+    """syncd -> Stripe on localstripe: the customer syncd creates, a subscribe and an upgrade
+    pushed by ``change_plan``; the local plan follows at once and the webhooks agree."""
+    from syncd.billing.customers import ensure_customer
+
+    from .billing_helpers import change, link_prices
+
+    world, v1 = ls_world, ls_world.client.v1
+    pro, enterprise = v1.products.create({"name": "Pro"}), v1.products.create({"name": "Enterprise"})
+    world.apply_catalog({"pro": pro.id, "enterprise": enterprise.id, "analytics": "prod_0", "team": "prod_1"})
+    usd = {"currency": "usd"}
+    pro_month = v1.plans.create({"product": pro.id, "amount": 4900, "interval": "month", **usd})
+    ent_month = v1.plans.create({"product": enterprise.id, "amount": 19900, "interval": "month", **usd})
+    addon = v1.plans.create({"product": pro.id, "amount": 1900, "interval": "month", **usd})
+    link_prices(
+        world, {"pro_price": pro_month.id, "enterprise_price": ent_month.id, "analytics_price": addon.id}
+    )
+
+    from syncd.db import session_scope
+    from syncd.services.companies import upsert_company
+
+    with session_scope(world.engine) as session:
+        company, _ = upsert_company(session, keys={"acme_id": "acme"}, name="Acme")
+        company_id = company.id
+    with session_scope(world.engine) as session:
+        customer = ensure_customer(session, world.client, company_id)
+    assert v1.customers.retrieve(customer).metadata["syncd_company_id"] == company_id
+    pm = v1.payment_methods.attach("pm_card_visa", {"customer": customer})
+    v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
+
+    first = change(world, company_id, "pro", require_payment=False)
+    assert first.kind == "subscribe" and world.base(customer) == "pro"
+    up = change(world, company_id, "enterprise", require_payment=False)
+    assert (up.kind, up.subscription_id) == ("upgrade", first.subscription_id)
+    assert world.base(customer) == "enterprise"  # local follows Stripe's answer at once
+    assert (
+        v1.subscriptions.retrieve(str(up.subscription_id))["items"]["data"][0]["plan"]["id"] == ent_month.id
+    )
+    wait_for(world, has(world, "customer.subscription.created"))
+    time.sleep(1.5)  # localstripe delivers about a second after the event
+    world.apply()
+    assert world.base(customer) == "enterprise"
+    report = verify(world.engine, world.client)
+    assert report.clean, report.lines

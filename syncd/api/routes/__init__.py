@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import companies, credits, entitlements, features, plans, runtime, users, webhooks
+from . import billing, companies, credits, entitlements, features, plans, runtime, users, webhooks
 
 
 def api_routes() -> list[Route]:
     return [
         *runtime.routes,
         *companies.routes,
+        *billing.routes,
         *users.routes,
         *features.routes,
         *plans.routes,

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ...billing.plan_change import ChangeRequest, change_plan, pushes_to_stripe
 from ...services import companies, company_plans, plans
 from ..auth import request_actor
 from ..http import echo, ok, read_body, read_query, run_db
@@ -24,6 +25,7 @@ from ..schemas.plans import (
 from ..spec import operation
 from ..views.companies import company_detail
 from ..views.plans import billing_product_plan, plan_detail
+from .billing import stripe_client
 
 
 @operation(body=CreatePlanBody)
@@ -125,16 +127,27 @@ async def list_plans(request: Request) -> Response:
     return ok(await run_db(request, work), echo(query))
 
 
-@operation(body=UpdateCompanyPlansBody)
+@operation(body=UpdateCompanyPlansBody, extra_statuses=(402, 409, 502))
 async def update_company_plans(request: Request) -> Response:
     company_id = request.path_params["company_id"]
     body = await read_body(request, UpdateCompanyPlansBody)
     actor = request_actor(request)
 
     def work(session: Session) -> dict[str, Any]:
-        company_plans.update_company_plans(
-            session, company_id, base_plan_id=body.base_plan_id, add_on_ids=body.add_on_ids, actor=actor
-        )
+        companies.get_company(session, company_id)
+        stripe_on = bool(request.app.state.daemon.stripe_api_key)  # no Stripe: local only
+        if (
+            stripe_on
+            and body.base_plan_id is not None
+            and pushes_to_stripe(session, company_id, body.base_plan_id)
+        ):
+            # Stripe-linked: Stripe first, then the local plan (syncd.billing).
+            change = ChangeRequest(plan=body.base_plan_id, add_ons=body.add_on_ids, actor=actor)
+            change_plan(session, stripe_client(request), company_id, change)
+        else:
+            company_plans.update_company_plans(
+                session, company_id, base_plan_id=body.base_plan_id, add_on_ids=body.add_on_ids, actor=actor
+            )
         return company_detail(session, companies.get_company(session, company_id))
 
     return ok(await run_db(request, work))

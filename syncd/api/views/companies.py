@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from ...billing.downgrades import pending as pending_downgrade
+from ...billing.downgrades import view as downgrade_view
 from ...models import Company, CompanyMembership, CompanyMetric, Plan, User
 from ...services import keys as entity_keys
 from ...services.company_plans import company_plan_rows
@@ -163,6 +165,7 @@ def company_detail(session: Session, company: Company) -> dict[str, Any]:
         "payment_methods": [],
         "rules": [],
         "user_count": user_count,
+        "scheduled_downgrade": downgrade_view(pending_downgrade(session, company.id)),
     }
 
 

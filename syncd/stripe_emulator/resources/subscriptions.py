@@ -332,9 +332,10 @@ def update_subscription(emu: Emulator, call: ApiCall) -> JSON:
     before = emu.render(sub)
     behavior = p.choice("proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     assert behavior is not None
-    _apply_simple(emu, sub, p)
     specs = parse_item_specs(p)
     anchor = p.choice("billing_cycle_anchor", ("now", "unchanged"), "unchanged")
+    _refuse_unpaid_update(emu, sub, p, specs, behavior, anchor == "now")
+    _apply_simple(emu, sub, p)
     if specs or anchor == "now":
         apply_item_changes(
             emu,
@@ -353,6 +354,39 @@ def update_subscription(emu: Emulator, call: ApiCall) -> JSON:
         sub["_period_end"] = emu.now()
         renew(emu, sub)
     return emu.render(sub)
+
+
+def _refuse_unpaid_update(
+    emu: Emulator, sub: JSON, p: Params, specs: list[ItemSpec], proration: str, reset: bool
+) -> None:
+    """``payment_behavior=error_if_incomplete``: an update whose immediate invoice the payment
+    method would decline fails with a 402 card error and changes nothing (Stripe's rule).
+
+    An immediate invoice happens for ``always_invoice`` proration of a re-priced or added item,
+    a billing-cycle reset, or an interval change; the emulator judges it before applying."""
+    if p.choice("payment_behavior", _PAYMENT_BEHAVIORS, "allow_incomplete") != "error_if_incomplete":
+        return
+    if sub["status"] == "trialing" or not any(s.price or s.quantity for s in specs if not s.deleted):
+        return
+    interval_change = any(
+        s.price
+        and s.price in emu.store.objects
+        and (emu.store.objects[s.price].get("recurring") or {}).get("interval") != sub["_interval"]
+        for s in specs
+    )
+    if not (proration == "always_invoice" or reset or interval_change):
+        return
+    customer = emu.store.objects[sub["customer"]]
+    if not payment_succeeds(emu, payment_method_for(emu, customer, sub)):
+        raise card_declined()
+
+
+_PAYMENT_BEHAVIORS = (
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+)
 
 
 def _update_trial(emu: Emulator, sub: JSON, p: Params) -> None:
