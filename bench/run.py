@@ -560,7 +560,12 @@ def main() -> None:
             Row(t.issue, t.name, None, t.unit, t.target, t.higher) for t in TARGETS if t.group == name
         ]
         guarded(rows, groups[name], fallback)
-        print(f"[{name}] {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        # Each group's rows as soon as they exist: a long full run interrupted keeps its figures.
+        print(
+            f"[{name}] {time.monotonic() - t0:.1f} s: {json.dumps([asdict(r) for r in rows[-len(fallback) :]])}",
+            file=sys.stderr,
+            flush=True,
+        )
     for row in rows:
         row.judge(args.quick)
     section = markdown(rows, info, args.quick, time.monotonic() - started)
