@@ -562,7 +562,8 @@ def main() -> None:
         guarded(rows, groups[name], fallback)
         # Each group's rows as soon as they exist: a long full run interrupted keeps its figures.
         print(
-            f"[{name}] {time.monotonic() - t0:.1f} s: {json.dumps([asdict(r) for r in rows[-len(fallback) :]])}",
+            f"[{name}] {time.monotonic() - t0:.1f} s:",
+            json.dumps([asdict(r) for r in rows[-len(fallback) :]]),
             file=sys.stderr,
             flush=True,
         )
