@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOCALSTRIPE_VENV ?= .venv-localstripe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv test-deps
+.PHONY: run test lint venv test-deps bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,11 @@ test: test-deps
 lint: test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Every performance target of issues #3/#4/#5/#8 in one table, written into bench/RESULTS.md.
+# flock: one benchmark at a time on a shared machine.
+bench: test-deps
+	flock /tmp/bench.lock $(BIN)/python bench/run.py --markdown bench/RESULTS.md
+
+bench-quick: test-deps
+	flock /tmp/bench.lock $(BIN)/python bench/run.py --quick

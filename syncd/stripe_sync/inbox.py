@@ -52,6 +52,10 @@ def parse_event(raw: bytes) -> dict[str, Any]:
         raise MalformedEvent("body is not a Stripe event object")
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise MalformedEvent("event has no id or type")
+    created = event.get("created")
+    # Stored as an integer column: anything else would fail later, as a server error.
+    if created is not None and (type(created) is not int or not 0 <= created < 2**63):
+        raise MalformedEvent("event.created is not a Unix timestamp")
     return event
 
 
