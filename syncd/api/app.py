@@ -14,6 +14,7 @@ from . import health, openapi
 from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
 from .fastpath import FastCheckApp
+from .group_commit import GroupCommitter
 from .http import EntitlementsListener
 from .middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from .routes import api_routes
@@ -50,4 +51,10 @@ def create_app(daemon: Daemon) -> Starlette:
 
     listeners: list[EntitlementsListener] = [follow]
     app.state.entitlements_listeners = listeners
+
+    def notify(changed: Changed) -> None:
+        for listener in listeners:
+            listener(changed)
+
+    app.state.group_committer = GroupCommitter(daemon.engine, notify)
     return app

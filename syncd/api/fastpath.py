@@ -166,9 +166,7 @@ class FastCheckApp:
 
 def _replay(chunks: list[bytes], pending: Message | None, receive: Receive, more: bool = True) -> Receive:
     """A receive callable that yields what was already read, then continues with ``receive``."""
-    queue: list[Message] = [
-        {"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks
-    ]
+    queue: list[Message] = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
     if queue:
         queue[-1]["more_body"] = more if pending is None else True
     if pending is not None:

@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from ..engine.periods import event_buckets
 from ..engine.wire import Subscription
 from ..models import CompanyMetric, EventIdempotency, UsageEvent
-from .changes import entitlements_changed
+from .changes import usage_changed
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 _USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
@@ -81,19 +81,49 @@ def track_events(
 ) -> TrackOutcome:
     """Record track events; ``subscriptions`` gives each company's billing period (for
     billing-cycle counters)."""
-    keyed = {f"track:{e.idempotency_key}" for e in events if e.idempotency_key}
+    return track_batches(session, [events], subscriptions, now)[0]
+
+
+def track_batches(
+    session: Session,
+    batches: Sequence[Sequence[TrackInput]],
+    subscriptions: Mapping[str, Subscription | None],
+    now: dt.datetime,
+) -> list[TrackOutcome]:
+    """Record several batches of track events in one set of statements (group commit).
+
+    Idempotency keys are claimed in batch order: the first event with a key is accepted, any
+    later one (in the same batch or a later one, or within the last 24 h) is a duplicate.
+    One insert of usage events, one upsert of counters aggregated in memory (so a hot counter
+    is written once per transaction, not once per event), one claim of idempotency keys.
+    """
+    keyed = {f"track:{e.idempotency_key}" for batch in batches for e in batch if e.idempotency_key}
     claimed = _claim_keys(session, sorted(keyed), now)
-    accepted: list[TrackInput] = []
+    outcomes: list[TrackOutcome] = []
+    accepted_all: list[TrackInput] = []
     seen: set[str] = set()
-    for e in events:
-        if e.idempotency_key:
-            key = f"track:{e.idempotency_key}"
-            if key not in claimed or key in seen:  # a repeat inside one batch is a duplicate too
-                continue
-            seen.add(key)
-        accepted.append(e)
-    if not accepted:
-        return TrackOutcome(0, len(events))
+    for batch in batches:
+        accepted: list[TrackInput] = []
+        for e in batch:
+            if e.idempotency_key:
+                key = f"track:{e.idempotency_key}"
+                if key not in claimed or key in seen:  # a repeat inside the group is a duplicate too
+                    continue
+                seen.add(key)
+            accepted.append(e)
+        outcomes.append(TrackOutcome(len(accepted), len(batch) - len(accepted), tuple(accepted)))
+        accepted_all.extend(accepted)
+    if accepted_all:
+        _write_usage(session, accepted_all, subscriptions, now)
+    return outcomes
+
+
+def _write_usage(
+    session: Session,
+    accepted: Sequence[TrackInput],
+    subscriptions: Mapping[str, Subscription | None],
+    now: dt.datetime,
+) -> None:
     # Core inserts with a list of rows (executemany, sent as multi-row VALUES pages): the ORM
     # bulk path and an inline .values(rows) statement recompile per batch, ~2 ms per event.
     session.execute(
@@ -118,6 +148,7 @@ def track_events(
             start = b.start or ALL_TIME_START
             totals[(e.company_id, b.event_subtype, b.period, b.month_reset, start)] += e.quantity
     ins = _insert(session)
+    # Sorted: concurrent transactions lock shared counter rows in one order (no deadlocks).
     rows = [
         {
             "company_id": cid,
@@ -136,5 +167,4 @@ def track_events(
         set_={"value": _COUNTERS.c.value + stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
     )
     session.execute(stmt, rows)
-    entitlements_changed(session, {e.company_id for e in accepted})
-    return TrackOutcome(len(accepted), len(events) - len(accepted), tuple(accepted))
+    usage_changed(session, {e.company_id for e in accepted})
