@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 
 FOLLOW_BATCH = 5000
 WARM_BATCH = 500
+USAGE_REFRESH_S = 1.0  # the follower refreshes a company whose usage moved at most this often
 Clock = Callable[[], dt.datetime]
 
 
@@ -169,6 +170,7 @@ class EntitlementStore:
         everything = catalog = False
         ids: set[str] = set()
         usage: set[str] = set()
+        now_ts = self._clock().timestamp()
         for _, topic, company_id, payload in rows:
             if topic == CATALOG_CHANGED:
                 catalog = True
@@ -198,9 +200,13 @@ class EntitlementStore:
                         ids.add(cid)  # not known here yet: load it like any new company
                         continue
                     before = self._valid_until.get(cid, 0.0)
-                    if before > 0.0:  # still fully valid apart from usage
-                        self._usage_stale.setdefault(cid, before)
-                    self._expire_at(cid, 0.0)
+                    if before > 0.0:  # valid apart from usage (else a reload is due already)
+                        # Checks reload it on demand (read-your-writes); the timer refreshes
+                        # it at most once per USAGE_REFRESH_S, so a stream of tracked events
+                        # costs one reload per company per interval, not one per batch.
+                        self._usage_stale[cid] = before
+                        self._valid_until[cid] = 0.0
+                        heapq.heappush(self._expiry, (now_ts + USAGE_REFRESH_S, cid))
                 if ids - known:
                     self.reload(ids - known)  # new companies must be findable by key at once
             self.cursor = max(self.cursor, rows[-1][0] or 0)
