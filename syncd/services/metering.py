@@ -30,6 +30,7 @@ IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 _USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
 _COUNTERS: Table = CompanyMetric.__table__  # type: ignore[attr-defined]
 ALL_TIME_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_Bucket = tuple[str, str, str, dt.datetime]  # (event, period, month reset, period start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +179,19 @@ def _write_usage(
 ) -> None:
     # Counters aggregated in memory: one row per (company, event, period, period start).
     totals: dict[tuple[str, str, str, str, dt.datetime], int] = defaultdict(int)
+    # Events of one request share their time: compute each distinct set of buckets once.
+    buckets: dict[tuple[str, dt.datetime, tuple[str, dt.datetime, dt.datetime] | None], list[_Bucket]] = {}
     for e in accepted:
-        for b in event_buckets(e.event_subtype, e.occurred_at, subscriptions.get(e.company_id)):
-            start = b.start or ALL_TIME_START
-            totals[(e.company_id, b.event_subtype, b.period, b.month_reset, start)] += e.quantity
+        sub = subscriptions.get(e.company_id)
+        memo = (e.event_subtype, e.occurred_at, (sub.id, sub.period_start, sub.period_end) if sub else None)
+        found = buckets.get(memo)
+        if found is None:
+            found = buckets[memo] = [
+                (b.event_subtype, b.period, b.month_reset, b.start or ALL_TIME_START)
+                for b in event_buckets(e.event_subtype, e.occurred_at, sub)
+            ]
+        for ev, period, reset, start in found:
+            totals[(e.company_id, ev, period, reset, start)] += e.quantity
     if session.get_bind().dialect.name == "postgresql":
         _write_usage_pg(session, accepted, totals, now)
         usage_changed(session, {e.company_id for e in accepted})
