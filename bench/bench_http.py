@@ -1,20 +1,29 @@
 """HTTP benchmark: `syncd run` with 2 workers on Postgres, loaded over loopback.
 
     python bench/bench_http.py [--quick] [--duration S] [--connections N] [--clients P]
+                               [--client wrk|python] [--only abc]
 
 Starts a real `syncd run` (``[server] workers = 2``, the demo catalog, a fresh Postgres
 database), seeds companies on the Pro plan through the API, then drives three scenarios
-with a closed-loop load generator: P client processes, each an asyncio loop holding N/P
-keep-alive HTTP/1.1 connections on raw sockets (requests pre-encoded; each response's
-head and Content-Length body read in full before the next request on that connection).
-Latency is per request, from write to the last body byte; the first second is warm-up.
+with a closed-loop load generator over N keep-alive HTTP/1.1 connections:
 
-(a) ``GET /healthz``, the framework floor: same server, same middleware, no work.
+- ``--client wrk`` (default when ``wrk`` is on PATH; ``apt-get install wrk``): wrk, in C,
+  with P threads, rotating through the pre-encoded requests (a Lua script); a 1 s warm-up
+  run first; latency percentiles from wrk's histogram. It costs ~20 µs of CPU per request,
+  so the server gets most of the 2 cores.
+- ``--client python``: P processes, each an asyncio loop on raw sockets (requests
+  pre-encoded; each response read in full before the next request on that connection);
+  the first second is warm-up. Costs ~80-100 µs of CPU per request.
+
+(a) ``GET /healthz``, the framework floor: a trivial Starlette endpoint behind the full
+    middleware stack on the same server.
 (b) ``POST /flags/api-calls/check`` for a rotating set of companies (warm state).
-(c) ``POST /batch`` of 100 track events per request into Postgres; afterwards the stored
+(c) ``POST /batch`` of 100 track events per request into Postgres (always the asyncio
+    client: every accepted batch, warm-up included, must be counted); afterwards the stored
     events and the counters are read back from the database and must match exactly.
 
-The client shares the machine's cores with the server, as on a 2-core host it must.
+Server CPU is read from /proc for the whole ``syncd run`` process tree, the client's from
+its own processes, and for (c) the CPU of the Postgres backends serving the database.
 Numbers only, printed as a table; nothing here asserts a timing.
 """
 
