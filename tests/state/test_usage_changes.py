@@ -73,3 +73,29 @@ def test_store_follows_usage_without_reloading_definitions(store: EntitlementSto
     entitlement = store.check({"slug": "a"}, None, "api-calls").entitlement
     assert entitlement is not None and entitlement.usage == 3  # a check reloads on demand
     assert store.company_definition(a) is not definition  # reloaded by that check
+
+
+def test_a_failing_request_in_a_group_fails_alone(store: EntitlementStore) -> None:
+    """The group's transaction fails; each request is retried alone: the good one commits."""
+    import asyncio
+
+    from syncd.api.group_commit import GroupCommitter, TrackJob
+
+    a = store.resolve_company({"slug": "a"})
+    assert a
+    now = dt.datetime.now(dt.UTC)
+    changes: list[object] = []
+    committer = GroupCommitter(store._engine, changes.append)
+    good = TrackJob([TrackInput(a, "api-call", 2, now)], {a: None})
+    bad = TrackJob([TrackInput(a, "api-call", 2**70, now)], {a: None})  # no integer column holds it
+
+    async def both() -> list[object]:
+        return await asyncio.gather(committer.submit(good), committer.submit(bad), return_exceptions=True)
+
+    first, second = asyncio.run(both())
+    assert not isinstance(first, BaseException) and first.accepted == 1  # type: ignore[union-attr]
+    assert isinstance(second, Exception)
+    assert changes  # the committed request was handed to the listeners
+    store.follow()
+    entitlement = store.check({"slug": "a"}, None, "api-calls").entitlement
+    assert entitlement is not None and entitlement.usage == 2
