@@ -13,6 +13,8 @@ from ..stripe_sync.webhook import routes as stripe_webhook_routes
 from . import health, openapi
 from .auth import ApiKeyMiddleware, check_coverage
 from .errors import EXCEPTION_HANDLERS
+from .fastpath import FastCheckApp
+from .group_commit import GroupCommitter
 from .http import EntitlementsListener
 from .middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from .routes import api_routes
@@ -32,6 +34,8 @@ def create_app(daemon: Daemon) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            # Outermost: warm flag checks are answered before the rest of the stack.
+            Middleware(FastCheckApp, daemon=daemon),
             Middleware(RequestContextMiddleware, metrics=daemon.metrics),
             Middleware(BodySizeLimitMiddleware, max_bytes=daemon.settings.server.max_body_bytes),
             Middleware(ApiKeyMiddleware, daemon=daemon),
@@ -47,4 +51,10 @@ def create_app(daemon: Daemon) -> Starlette:
 
     listeners: list[EntitlementsListener] = [follow]
     app.state.entitlements_listeners = listeners
+
+    def notify(changed: Changed) -> None:
+        for listener in listeners:
+            listener(changed)
+
+    app.state.group_committer = GroupCommitter(daemon.engine, notify)
     return app

@@ -38,6 +38,10 @@ CATALOG_CHANGED = "catalog.changed"
 _KEY = "syncd.entitlements_changed"  # what this transaction changed (read after commit)
 _EVENTS = "syncd.pending_events"  # domain events not yet written to the log
 _LOGGED = "syncd.logged"  # entitlement changes already written to the log
+_USAGE_ONLY = "syncd.usage_only"  # companies whose only change is usage (counters, events)
+# The change-log payload of a usage-only ``entitlements.changed`` row: followers know the
+# company's plans, subscription and entitlement definitions are unchanged (only usage moved).
+USAGE_PAYLOAD: dict[str, Any] = {"usage": True}
 # Arbitrary constant naming the change_log commit-order lock among advisory locks.
 CHANGE_LOG_LOCK = 0x5C0D_C4A6
 
@@ -51,8 +55,29 @@ def entitlements_changed(session: Session, company_ids: Iterable[str] | Literal[
         session.info[_KEY] = ALL
         return
     ids: set[str] = current if isinstance(current, set) else set()
+    company_ids = set(company_ids)
     ids.update(company_ids)
     session.info[_KEY] = ids
+    usage_only: set[str] | None = session.info.get(_USAGE_ONLY)
+    if usage_only and company_ids & usage_only:
+        # More than usage changed after all: log the company again, as a full change.
+        usage_only.difference_update(company_ids)
+        logged = session.info.get(_LOGGED)
+        if isinstance(logged, set):
+            logged.difference_update(company_ids)
+
+
+def usage_changed(session: Session, company_ids: Iterable[str]) -> None:
+    """Record that only these companies' usage changed (tracked events): an entitlements
+    change whose log row says so, so followers needn't re-read the companies' definitions."""
+    current = session.info.get(_KEY)
+    if current == ALL:
+        return
+    ids: set[str] = current if isinstance(current, set) else set()
+    fresh = set(company_ids) - ids  # a company changed otherwise already stays a full change
+    ids.update(fresh)
+    session.info[_KEY] = ids
+    session.info.setdefault(_USAGE_ONLY, set()).update(fresh)
 
 
 def record_event(session: Session, topic: str, company_id: str | None, payload: dict[str, Any]) -> None:
@@ -83,6 +108,7 @@ def take_entitlement_changes(session: Session) -> Changed | None:
     changed = peek_entitlement_changes(session)
     session.info.pop(_KEY, None)
     session.info.pop(_LOGGED, None)
+    session.info.pop(_USAGE_ONLY, None)
     return changed
 
 
@@ -98,7 +124,15 @@ def _log_rows(session: OrmSession) -> list[dict[str, Any]]:
         session.info[_LOGGED] = ALL
     elif isinstance(changed, frozenset) and isinstance(logged, set):
         fresh = sorted(changed - logged)
-        rows.extend({"topic": ENTITLEMENTS_CHANGED, "company_id": cid, "payload": {}} for cid in fresh)
+        usage_only: set[str] = session.info.get(_USAGE_ONLY, set())
+        rows.extend(
+            {
+                "topic": ENTITLEMENTS_CHANGED,
+                "company_id": cid,
+                "payload": USAGE_PAYLOAD if cid in usage_only else {},
+            }
+            for cid in fresh
+        )
         session.info[_LOGGED] = logged | set(fresh)
     return rows
 
@@ -117,7 +151,7 @@ def _write_change_log(session: OrmSession) -> None:
 
 @event.listens_for(OrmSession, "after_rollback")
 def _forget(session: OrmSession) -> None:
-    for key in (_KEY, _EVENTS, _LOGGED):
+    for key in (_KEY, _EVENTS, _LOGGED, _USAGE_ONLY):
         session.info.pop(key, None)
 
 

@@ -99,19 +99,28 @@ def _occurred_at(index: int, event: RawEvent, secret: bool, now: dt.datetime) ->
         raise _fail(index, "sent_at is not an RFC 3339 timestamp", "invalid_event") from None
 
 
-def ingest(
-    session: Session,
-    events: Sequence[RawEvent],
-    *,
-    secret: bool,
-    resolve_company: CompanyResolver,
-    subscription_of: SubscriptionOf,
-    actor: Actor,
-    now: dt.datetime,
-    credits_of: CreditsOf = _no_credits,
-) -> IngestResult:
-    """Validate every event, then apply them in one transaction."""
-    tracks: list[tuple[int, RawEvent, _Track]] = []
+@dataclass(frozen=True, slots=True)
+class ValidatedTrack:
+    index: int
+    event: RawEvent
+    company: dict[str, str]
+    name: str
+    quantity: int
+    occurred_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """A batch that passed validation: nothing of it is written yet."""
+
+    tracks: list[ValidatedTrack]
+    identifies: list[_Identify]
+    flag_checks: int
+
+
+def validate(events: Sequence[RawEvent], *, secret: bool, now: dt.datetime) -> Validated:
+    """Check every event of a batch; raises ValidationError naming the first bad one."""
+    tracks: list[ValidatedTrack] = []
     identifies: list[_Identify] = []
     checks = 0
     for i, event in enumerate(events):
@@ -127,13 +136,41 @@ def ingest(
                 raise _fail(i, "a track event needs company keys", "invalid_event")
             if body.quantity is not None and body.quantity < 0 and not secret:
                 raise _fail(i, "a negative quantity needs a secret API key", "secret_key_required")
-            tracks.append((i, event, body))
+            quantity = 1 if body.quantity is None else body.quantity
+            occurred_at = _occurred_at(i, event, secret, now)
+            tracks.append(ValidatedTrack(i, event, body.company, body.event, quantity, occurred_at))
         elif event.type == "identify":
             identifies.append(_parse(i, _Identify, event.body))
         else:
             checks += 1  # flag_check events are accepted for compatibility; syncd logs its own checks
+    return Validated(tracks, identifies, checks)
 
-    for ident in identifies:
+
+def track_input(track: ValidatedTrack, company_id: str) -> TrackInput:
+    return TrackInput(
+        company_id=company_id,
+        event_subtype=track.name,
+        quantity=track.quantity,
+        occurred_at=track.occurred_at,
+        idempotency_key=track.event.idempotency_key,
+        backfill=track.event.backfill,
+    )
+
+
+def ingest(
+    session: Session,
+    events: Sequence[RawEvent],
+    *,
+    secret: bool,
+    resolve_company: CompanyResolver,
+    subscription_of: SubscriptionOf,
+    actor: Actor,
+    now: dt.datetime,
+    credits_of: CreditsOf = _no_credits,
+) -> IngestResult:
+    """Validate every event, then apply them in one transaction."""
+    batch = validate(events, secret=secret, now=now)
+    for ident in batch.identifies:
         if ident.company is not None:
             companies.upsert_company(
                 session,
@@ -152,26 +189,21 @@ def ingest(
         )
 
     inputs: list[TrackInput] = []
-    for i, event, body in tracks:
-        keys: dict[str, str] = body.company or {}  # validated non-empty above
-        company_id = resolve_company(keys)
+    for track in batch.tracks:
+        company_id = resolve_company(track.company)
         if company_id is None:
             # First sight of these keys: the company is created, so the usage is never lost.
-            company, _ = companies.upsert_company(session, keys=keys, actor=actor)
+            company, _ = companies.upsert_company(session, keys=track.company, actor=actor)
             company_id = company.id
-        inputs.append(
-            TrackInput(
-                company_id=company_id,
-                event_subtype=body.event,
-                quantity=1 if body.quantity is None else body.quantity,
-                occurred_at=_occurred_at(i, event, secret, now),
-                idempotency_key=event.idempotency_key,
-                backfill=event.backfill,
-            )
-        )
+        inputs.append(track_input(track, company_id))
     subs = {t.company_id: subscription_of(t.company_id) for t in inputs}
     outcome = track_events(session, inputs, subs, now) if inputs else TrackOutcome(0, 0)
+    consume_tracked(session, outcome, credits_of, now)
+    return IngestResult(outcome, len(batch.identifies), batch.flag_checks)
+
+
+def consume_tracked(session: Session, outcome: TrackOutcome, credits_of: CreditsOf, now: dt.datetime) -> None:
+    """Burn the credits the accepted events cost."""
     for tracked in outcome.events:
         for credit_id, rate in credits_of(tracked.company_id, tracked.event_subtype):
             consume_credits(session, tracked.company_id, credit_id, tracked.quantity, rate, now)
-    return IngestResult(outcome, len(identifies), checks)

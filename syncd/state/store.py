@@ -40,7 +40,7 @@ from ..engine.flagcheck import (
 )
 from ..engine.wire import CheckFlagResult, Preflight
 from ..models import ChangeLog
-from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED
+from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED, USAGE_PAYLOAD
 from .catalog_view import CatalogView, load_catalog_view
 from .loader import LoadedCompany, conservative_validity, load_companies
 from .users import KeyConflictError, UserCache
@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 FOLLOW_BATCH = 5000
 WARM_BATCH = 500
+USAGE_REFRESH_S = 1.0  # the follower refreshes a company whose usage moved at most this often
 Clock = Callable[[], dt.datetime]
 
 
@@ -90,6 +91,9 @@ class EntitlementStore:
         self._keys_of: dict[str, tuple[tuple[str, str], ...]] = {}
         self._expiry: list[tuple[float, str]] = []  # (valid_until, company id) min-heap
         self._valid_until: dict[str, float] = {}  # epoch seconds; the heap may hold stale entries
+        # Companies stale only because usage was tracked -> their validity before that: until
+        # then their definitions (plans, subscription, entitlements) in memory are current.
+        self._usage_stale: dict[str, float] = {}
         self.users = UserCache(engine)
 
     # --- loading ------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class EntitlementStore:
             self._keys_of.clear()
             self._expiry.clear()
             self._valid_until.clear()
+            self._usage_stale.clear()
             loaded = load_companies(session, self.view, None, now)
             for cid, item in loaded.items():
                 self._install(cid, item, now, build=False)
@@ -121,6 +126,7 @@ class EntitlementStore:
         for pair in pairs:
             self._key_index[pair] = cid
         self._keys_of[cid] = pairs
+        self._usage_stale.pop(cid, None)
         snap = self.evaluator.update_company(item.company, item.boundaries, now, build=build)
         # Until its snapshot exists, a company is trusted up to a conservative bound.
         self._expire_at(cid, snap.valid_until if snap else conservative_validity(item, now))
@@ -140,6 +146,7 @@ class EntitlementStore:
 
     def _forget(self, cid: str) -> None:
         self._valid_until.pop(cid, None)
+        self._usage_stale.pop(cid, None)
         for pair in self._keys_of.pop(cid, ()):
             if self._key_index.get(pair) == cid:
                 del self._key_index[pair]
@@ -185,12 +192,16 @@ class EntitlementStore:
             return 0
         everything = catalog = False
         ids: set[str] = set()
+        usage: set[str] = set()
+        now_ts = self._clock().timestamp()
         for _, topic, company_id, payload in rows:
             if topic == CATALOG_CHANGED:
                 catalog = True
             elif topic == ENTITLEMENTS_CHANGED:
                 if company_id is None:
                     everything = True
+                elif payload == USAGE_PAYLOAD:
+                    usage.add(company_id)
                 else:
                     ids.add(company_id)
             elif topic == "user.changed":
@@ -205,7 +216,20 @@ class EntitlementStore:
                 # timer reloads the rest in bulk, so a burst of writes costs one reload each.
                 known = {cid for cid in ids if cid in self._keys_of}
                 for cid in known:
+                    self._usage_stale.pop(cid, None)
                     self._expire_at(cid, 0.0)
+                for cid in usage - ids:
+                    if cid not in self._keys_of:
+                        ids.add(cid)  # not known here yet: load it like any new company
+                        continue
+                    before = self._valid_until.get(cid, 0.0)
+                    if before > 0.0:  # valid apart from usage (else a reload is due already)
+                        # Checks reload it on demand (read-your-writes); the timer refreshes
+                        # it at most once per USAGE_REFRESH_S, so a stream of tracked events
+                        # costs one reload per company per interval, not one per batch.
+                        self._usage_stale[cid] = before
+                        self._valid_until[cid] = 0.0
+                        heapq.heappush(self._expiry, (now_ts + USAGE_REFRESH_S, cid))
                 if ids - known:
                     self.reload(ids - known)  # new companies must be findable by key at once
             self.cursor = max(self.cursor, rows[-1][0] or 0)
@@ -242,6 +266,14 @@ class EntitlementStore:
         """The company's current state (reloaded first if it is stale)."""
         self._fresh(company_id)
         return self.evaluator.company(company_id)
+
+    def company_definition(self, company_id: str) -> wire.Company | None:
+        """The company's plans, subscription and entitlements, without its latest usage: the
+        ingest path's view. A company stale only because usage was tracked is not reloaded."""
+        before = self._usage_stale.get(company_id)
+        if before is not None and before > self._clock().timestamp():
+            return self.evaluator.company(company_id)
+        return self.company(company_id)
 
     def flags(self) -> Mapping[str, wire.Flag]:
         return self.evaluator.flags

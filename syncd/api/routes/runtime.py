@@ -21,9 +21,11 @@ from starlette.routing import Route
 
 from ...engine.wire import CheckFlagResult, EventUsage, Preflight, format_ts
 from ...exceptions import ConflictError, NotFoundError, ValidationError
-from ...services.ingest import IngestResult, RawEvent, ingest
+from ...services.ingest import IngestResult, RawEvent, ingest, track_input, validate
+from ...services.metering import TrackOutcome
 from ...state import EntitlementStore, KeyConflictError
 from ..auth import principal, request_actor
+from ..group_commit import GroupCommitter, TrackJob
 from ..http import ok, read_body, run_db
 from ..schemas.checks import (
     CaptureBatchBody,
@@ -156,6 +158,7 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
     who = principal(request)
     secret = who is not None and who.kind == "secret"
     actor = request_actor(request)
+    now = dt.datetime.now(dt.UTC)
 
     def resolve(keys: Mapping[str, str]) -> str | None:
         try:
@@ -164,11 +167,11 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
             raise _conflict(exc) from None
 
     def subscription_of(company_id: str) -> Any:
-        company = store.company(company_id)
+        company = store.company_definition(company_id)
         return None if company is None else company.subscription
 
     def credits_of(company_id: str, event: str) -> list[tuple[str, float]]:
-        company = store.company(company_id)
+        company = store.company_definition(company_id)
         if company is None:
             return []
         return [
@@ -176,6 +179,28 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
             for e in company.entitlements
             if e.value_type == "credit" and e.event_subtype == event and e.credit_id
         ]
+
+    def group_job() -> tuple[TrackJob | None, int]:
+        """Track-only batches of known companies are written by the group committer."""
+        batch = validate(events, secret=secret, now=now)
+        if batch.identifies:
+            return None, batch.flag_checks
+        inputs = []
+        for track in batch.tracks:
+            company_id = resolve(track.company)
+            if company_id is None:  # a new company is created in the request's own transaction
+                return None, batch.flag_checks
+            inputs.append(track_input(track, company_id))
+        companies = {t.company_id for t in inputs}
+        pairs = {(t.company_id, t.event_subtype) for t in inputs}
+        credits = {pair: found for pair in pairs if (found := credits_of(*pair))}
+        return TrackJob(inputs, {cid: subscription_of(cid) for cid in companies}, credits), batch.flag_checks
+
+    job, flag_checks = await run_in_threadpool(group_job)
+    if job is not None:
+        committer: GroupCommitter = request.app.state.group_committer
+        outcome = await committer.submit(job) if job.inputs else TrackOutcome(0, 0)
+        return IngestResult(outcome, 0, flag_checks)
 
     def work(session: Session) -> IngestResult:
         return ingest(
@@ -185,7 +210,7 @@ async def _ingest(request: Request, events: Sequence[RawEvent]) -> IngestResult:
             resolve_company=resolve,
             subscription_of=subscription_of,
             actor=actor,
-            now=dt.datetime.now(dt.UTC),
+            now=now,
             credits_of=credits_of,
         )
 
