@@ -28,6 +28,7 @@ from . import mirror
 from .mapping import MappingContext, apply_customer, link_product, sync_company
 from .normalize import JSON, fingerprint, plain
 from .replay import read_cursor, write_cursor
+from .schedules import map_schedule
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,7 @@ def apply_page(
     }
     source_id = f"sweep:{created}"
     customers: dict[str, None] = {}
+    schedules: list[Any] = []
     for obj in objects:
         row = existing.get(str(obj["id"]))
         if mirror.compare(row, created, source_id) == "stale":
@@ -125,9 +127,13 @@ def apply_page(
             apply_customer(session, row)
         elif kind == "subscription" and row.customer_id:
             customers[row.customer_id] = None
+        elif kind == "subscription_schedule":
+            schedules.append(row)
     session.flush()
     for customer_id in customers:
         sync_company(session, customer_id, ctx)
+    for schedule in schedules:
+        map_schedule(session, schedule, ctx)
 
 
 def sweep(
