@@ -30,13 +30,13 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
-from ..models import Company, InboxEvent, StripeCustomer, utcnow
+from ..models import Company, InboxEvent, StripeCustomer, StripeSubscription, utcnow
 from ..stripe_api import is_own_request
 from . import mirror
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, link_product, sync_company
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
-from .schedules import map_schedule, sync_schedules
+from .schedules import map_schedule, schedules_of
 
 log = structlog.get_logger(__name__)
 
@@ -226,7 +226,7 @@ def _map(
         if link_product(session, product):
             ctx._plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
-    _preload(session, [*work.customers, *work.synced])
+    preload_customers(session, [*work.customers, *work.synced])
     for customer in work.customers.values():
         apply_customer(session, customer)
     if client is not None:
@@ -234,15 +234,17 @@ def _map(
             refresh_subscription(
                 session, client, sub_id, ctx, created=item.created, source_id=f"{item.event_id}:sub"
             )
+    preload_subscriptions(session, ctx, list(work.synced))
     for customer_id in work.synced:
         sync_company(session, customer_id, ctx)
-        sync_schedules(session, customer_id, ctx)
-    for schedule in work.schedules.values():
-        if schedule.customer_id not in work.synced:
-            map_schedule(session, schedule, ctx)
+    # Schedules are re-judged after their customer's plans moved (one query for the batch).
+    schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
+    schedules.update(work.schedules)
+    for schedule in schedules.values():
+        map_schedule(session, schedule, ctx)
 
 
-def _preload(session: Session, customer_ids: Sequence[str]) -> None:
+def preload_customers(session: Session, customer_ids: Sequence[str]) -> None:
     """Load the batch's customers and companies into the session in two queries, so the
     per-customer mapping finds them in the identity map instead of asking one by one."""
     if not customer_ids:
@@ -253,6 +255,23 @@ def _preload(session: Session, customer_ids: Sequence[str]) -> None:
     company_ids = sorted({c.company_id for c in customers if c.company_id})
     if company_ids:
         session.exec(select(Company).where(col(Company.id).in_(company_ids))).all()
+
+
+def preload_subscriptions(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:
+    """The live subscriptions of these customers in one query, for ``claims_for`` to use once
+    each (call right before mapping them: nothing may store subscriptions in between)."""
+    if not customer_ids:
+        return
+    found: dict[str, list[StripeSubscription]] = {cid: [] for cid in customer_ids}
+    rows = session.exec(
+        select(StripeSubscription).where(
+            col(StripeSubscription.customer_id).in_(sorted(found)), col(StripeSubscription.deleted).is_(False)
+        )
+    ).all()
+    for row in rows:
+        if row.customer_id is not None:
+            found[row.customer_id].append(row)
+    ctx._subscriptions.update(found)
 
 
 def _mark(session: Session, outcomes: dict[str, str]) -> None:

@@ -66,6 +66,8 @@ class MappingContext:
         default_factory=dict
     )
     _allocations: dict[str, list[str]] = field(default_factory=dict)
+    # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
+    _subscriptions: dict[str, list[StripeSubscription]] = field(default_factory=dict)
 
     @property
     def now_ts(self) -> int:
@@ -220,11 +222,16 @@ def trial_status(view: SubscriptionView) -> str | None:
 
 def claims_for(session: Session, customer_id: str, ctx: MappingContext) -> list[Claim]:
     """The billing-managed plans this customer's mirrored subscriptions grant now."""
-    subs = session.exec(
-        select(StripeSubscription).where(
-            col(StripeSubscription.customer_id) == customer_id, col(StripeSubscription.deleted).is_(False)
+    subs = ctx._subscriptions.pop(customer_id, None)
+    if subs is None:
+        subs = list(
+            session.exec(
+                select(StripeSubscription).where(
+                    col(StripeSubscription.customer_id) == customer_id,
+                    col(StripeSubscription.deleted).is_(False),
+                )
+            ).all()
         )
-    ).all()
     return claims_from(session, [(subscription_view(s.data), s.past_due_since) for s in subs], ctx)
 
 
@@ -301,6 +308,20 @@ def _allocate(session: Session, ctx: MappingContext, company_id: str, row: Compa
     return set_traits(session, "company", company_id, dict.fromkeys(names, row.quantity))
 
 
+def _plans_match(
+    rows: list[CompanyPlan], base_id: str | None, add_on_ids: list[str], version_ids: dict[str, str]
+) -> bool:
+    """Whether the rows already are exactly these plans on these pinned versions, so
+    ``update_company_plans`` would change nothing (the common re-sync: skip its queries)."""
+    base = next((r for r in rows if r.role == "base"), None)
+    if (base.plan_id if base is not None else None) != base_id:
+        return False
+    if sorted(r.plan_id for r in rows if r.role == "add_on") != sorted(set(add_on_ids)):
+        return False
+    by_plan = {r.plan_id: r for r in rows}
+    return all(pid in by_plan and by_plan[pid].plan_version_id == v for pid, v in version_ids.items())
+
+
 def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:
     """Make the customer's company's billing-managed plans match the mirror. True if changed."""
     company_id = ensure_company(session, customer_id)
@@ -318,18 +339,22 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
         r.plan_id for r in rows if r.role == "add_on" and r.source != "billing" and r.plan_id not in add_ons
     ]
     wanted = {c.plan.id: c for c in [*([base] if base else []), *add_ons.values()]}
-    change = update_company_plans(
-        session,
-        company_id,
-        base_plan_id=base_id,
-        add_on_ids=[*kept, *add_ons],
-        actor=Actor("stripe", base.sub.id if base else None),
-        source="billing",
-        action="billing_sync",
-        version_ids={pid: c.version_id for pid, c in wanted.items() if c.version_id},
-    )
+    version_ids = {pid: c.version_id for pid, c in wanted.items() if c.version_id}
+    change = None
+    if not _plans_match(rows, base_id, [*kept, *add_ons], version_ids):
+        change = update_company_plans(
+            session,
+            company_id,
+            base_plan_id=base_id,
+            add_on_ids=[*kept, *add_ons],
+            actor=Actor("stripe", base.sub.id if base else None),
+            source="billing",
+            action="billing_sync",
+            version_ids=version_ids,
+        )
+        rows = company_plan_rows(session, company_id)
     updated = False
-    for row in company_plan_rows(session, company_id):
+    for row in rows:
         claim = wanted.get(row.plan_id)
         if claim is None:
             continue

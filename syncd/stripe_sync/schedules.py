@@ -139,11 +139,13 @@ def _differs(current: Any, wanted: Any) -> bool:
     return bool(current != wanted)
 
 
-def schedules_of(session: Session, customer_id: str) -> list[StripeSubscriptionSchedule]:
+def schedules_of(session: Session, customer_ids: list[str]) -> list[StripeSubscriptionSchedule]:
+    if not customer_ids:
+        return []
     return list(
         session.exec(
             select(StripeSubscriptionSchedule).where(
-                col(StripeSubscriptionSchedule.customer_id) == customer_id
+                col(StripeSubscriptionSchedule.customer_id).in_(sorted(set(customer_ids)))
             )
         ).all()
     )
@@ -151,5 +153,5 @@ def schedules_of(session: Session, customer_id: str) -> list[StripeSubscriptionS
 
 def sync_schedules(session: Session, customer_id: str, ctx: MappingContext) -> None:
     """Re-judge a customer's schedules after its plans moved (a phase started, a cancel)."""
-    for schedule in schedules_of(session, customer_id):
+    for schedule in schedules_of(session, [customer_id]):
         map_schedule(session, schedule, ctx)

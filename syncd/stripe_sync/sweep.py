@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from ..models import utcnow
 from . import mirror
+from .batch import preload_customers, preload_subscriptions
 from .mapping import MappingContext, apply_customer, link_product, sync_company
 from .normalize import JSON, fingerprint, plain
 from .replay import read_cursor, write_cursor
@@ -130,6 +131,8 @@ def apply_page(
         elif kind == "subscription_schedule":
             schedules.append(row)
     session.flush()
+    preload_customers(session, list(customers))
+    preload_subscriptions(session, ctx, list(customers))
     for customer_id in customers:
         sync_company(session, customer_id, ctx)
     for schedule in schedules:
