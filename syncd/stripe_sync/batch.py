@@ -30,9 +30,10 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
-from ..models import Company, InboxEvent, StripeCustomer, StripeSubscription, utcnow
+from ..models import InboxEvent, StripeSubscription, utcnow
 from ..stripe_api import is_own_request
 from . import mirror
+from .companies_bulk import ensure_companies
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, link_product, sync_company
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
@@ -226,7 +227,7 @@ def _map(
         if link_product(session, product):
             ctx._plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
-    preload_customers(session, [*work.customers, *work.synced])
+    ensure_companies(session, [*work.customers, *work.synced])
     for customer in work.customers.values():
         apply_customer(session, customer)
     if client is not None:
@@ -242,19 +243,6 @@ def _map(
     schedules.update(work.schedules)
     for schedule in schedules.values():
         map_schedule(session, schedule, ctx)
-
-
-def preload_customers(session: Session, customer_ids: Sequence[str]) -> None:
-    """Load the batch's customers and companies into the session in two queries, so the
-    per-customer mapping finds them in the identity map instead of asking one by one."""
-    if not customer_ids:
-        return
-    customers = session.exec(
-        select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(sorted(set(customer_ids))))
-    ).all()
-    company_ids = sorted({c.company_id for c in customers if c.company_id})
-    if company_ids:
-        session.exec(select(Company).where(col(Company.id).in_(company_ids))).all()
 
 
 def preload_subscriptions(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:

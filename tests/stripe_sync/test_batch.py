@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from syncd.models import StripeSubscription
+from syncd.models import AuditLog, Company, PlanChange, StripeSubscription
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
 from syncd.stripe_sync.inbox import store_event
@@ -156,3 +156,32 @@ def test_poison_event_in_a_batch_does_not_block_the_others(
             assert plan_changes(world, company.id) == 1  # applied once, not once per try
     finally:
         world.close()
+
+
+def test_companies_created_for_a_batch_match_the_service_path(world: World) -> None:
+    """Bulk-created companies carry what ``upsert_company`` writes: key, initial plan, history."""
+    world.catalog()
+    for n in range(3):
+        put(world, customer_event(f"evt_n{n}", T0 + n, f"cus_n{n}", f"New {n}"))
+    put(world, customer_event("evt_n0_again", T0 + 5, "cus_n0", "New 0 renamed"))
+    apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0))
+    with Session(world.engine) as session:
+        for n in range(3):
+            company = world.company(f"cus_n{n}")
+            assert company.base == "free" and [r.source for r in company.rows] == ["initial"]
+            row = session.get(Company, company.id)
+            assert row is not None and row.name == ("New 0 renamed" if n == 0 else f"New {n}")
+            [change] = session.exec(select(PlanChange).where(col(PlanChange.company_id) == company.id)).all()
+            assert (change.action, change.base_plan_action, change.actor_type) == (
+                "company_upsert",
+                "initial",
+                "stripe",
+            )
+            actions = sorted(
+                a.action
+                for a in session.exec(select(AuditLog).where(col(AuditLog.entity_id) == company.id)).all()
+            )
+            assert actions[:2] == ["company.created", "company.plan_changed"]
+            events = [c for c in world.change_log("company.plan_changed") if c.company_id == company.id]
+            assert [e.payload["reason"] for e in events] == ["company_upsert"]
+            assert events[0].payload["plan_change_id"] == change.id
