@@ -1,4 +1,7 @@
-"""Applying inbox events, off the request path, each in its own transaction.
+"""Applying inbox events, off the request path.
+
+Batches are applied set-based first (:mod:`.batch`: one transaction, each customer mapped
+once). A batch that raises is rolled back and re-run here one event at a time, as follows.
 
 An event is claimed with ``UPDATE ... SET attempts = attempts + 1 WHERE status = 'pending'``
 (so two workers never apply it twice), applied, and marked ``applied`` or ``ignored`` in the
