@@ -30,7 +30,7 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
-from ..models import InboxEvent, StripeSubscription, utcnow
+from ..models import CompanyPlan, InboxEvent, StripeCustomer, StripeSubscription, utcnow
 from ..stripe_api import is_own_request
 from . import mirror
 from .companies_bulk import ensure_companies
@@ -260,6 +260,19 @@ def preload_subscriptions(session: Session, ctx: MappingContext, customer_ids: S
         if row.customer_id is not None:
             found[row.customer_id].append(row)
     ctx._subscriptions.update(found)
+    customers = session.exec(
+        select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(sorted(found)))
+    ).all()
+    plans: dict[str, list[CompanyPlan]] = {c.company_id: [] for c in customers if c.company_id}
+    if plans:
+        query = (
+            select(CompanyPlan)
+            .where(col(CompanyPlan.company_id).in_(sorted(plans)))
+            .order_by(col(CompanyPlan.created_at), col(CompanyPlan.id))
+        )
+        for plan_row in session.exec(query).all():
+            plans[plan_row.company_id].append(plan_row)
+    ctx._company_plans.update(plans)
 
 
 def _mark(session: Session, outcomes: dict[str, str]) -> None:

@@ -68,6 +68,8 @@ class MappingContext:
     _allocations: dict[str, list[str]] = field(default_factory=dict)
     # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
     _subscriptions: dict[str, list[StripeSubscription]] = field(default_factory=dict)
+    # Plan rows by company, preloaded the same way (ordered as ``company_plan_rows``).
+    _company_plans: dict[str, list[CompanyPlan]] = field(default_factory=dict)
 
     @property
     def now_ts(self) -> int:
@@ -327,7 +329,9 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     company_id = ensure_company(session, customer_id)
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
-    rows = company_plan_rows(session, company_id)
+    rows = ctx._company_plans.pop(company_id, None)
+    if rows is None:
+        rows = company_plan_rows(session, company_id)
     current_base = next((r for r in rows if r.role == "base"), None)
     if base is not None:
         base_id: str | None = base.plan.id
