@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvicorn
 from sqlalchemy import create_engine, func, text
+from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, select
 
 from syncd import jobs
@@ -306,11 +307,18 @@ def apply_only(database_url: str, count: int) -> dict[str, float]:
             for event in evs:
                 store_event(conn, json.dumps(event).encode(), event)
         options = ApplyOptions(refetch=frozenset())
+        statements = [0]
+
+        def count(*_: Any) -> None:
+            statements[0] += 1
+
+        sa_event.listen(daemon.engine, "before_cursor_execute", count)
         t0, c0 = time.monotonic(), time.thread_time()
         done = 0
         while done < len(evs):
             done += apply_pending(daemon.engine, None, options=options, limit=1000).processed
         wall, cpu = time.monotonic() - t0, time.thread_time() - c0
+        created_statements, statements[0] = statements[0], 0
         # The steady state: existing customers change their subscriptions (quantity updates,
         # several per customer, delivered together), the most common event in production.
         customers = len(evs) // 3 + 1
@@ -328,6 +336,8 @@ def apply_only(database_url: str, count: int) -> dict[str, float]:
         "events": float(len(evs)),
         "events_per_s": len(evs) / wall,
         "cpu_ms_per_event": cpu / len(evs) * 1000,
+        "statements_per_event": created_statements / len(evs),
+        "update_statements_per_event": statements[0] / len(updates),
         "updates_per_s": len(updates) / wall1,
         "update_cpu_ms": cpu1 / len(updates) * 1000,
     }
@@ -444,12 +454,13 @@ def main() -> None:
         ap = apply_only(url, n_events)
         print(
             f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
-            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event (new customers: company created, "
-            "initial plan, then the paid plan)"
+            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event, {ap['statements_per_event']:.1f} SQL statements "
+            "per event (new customers: company created, initial plan, then the paid plan)"
         )
         print(
             f"apply only, steady state (subscription updates of existing customers): "
-            f"{ap['updates_per_s']:,.0f} events/s, {ap['update_cpu_ms']:.2f} ms CPU per event "
+            f"{ap['updates_per_s']:,.0f} events/s, {ap['update_cpu_ms']:.2f} ms CPU per event, "
+            f"{ap['update_statements_per_event']:.1f} SQL statements per event "
             "(target >= 1,000/s end to end)"
         )
     with fresh_database(args.postgres) as url:
