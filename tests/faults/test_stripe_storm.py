@@ -248,8 +248,11 @@ def test_storm_with_duplicates_and_sigkills_converges(
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         product_plans = {ids[k]: k for k in ("pro", "enterprise", "analytics")} | {ids["team"]: "team"}
         assert _local_plans(postgres_url) == _emulator_plans(emulator, product_plans)
-        verify = run_cli("reconcile", "--verify", env=daemon.env, timeout=600)
-        assert verify.returncode == 0 and "0 difference(s)" in verify.stdout, verify.stdout + verify.stderr
+        if soak:  # the full check of every mirrored object too (CI: the plan comparison above)
+            verify = run_cli("reconcile", "--verify", env=daemon.env, timeout=600)
+            assert verify.returncode == 0 and "0 difference(s)" in verify.stdout, (
+                verify.stdout + verify.stderr
+            )
         phase("reconcile")
 
         # Every outbound delivery arrived at least once, and a redelivery carried the same id.
