@@ -2,7 +2,10 @@
 `syncd run` as a real process that can be SIGKILLed and restarted on the same port.
 
 CI runs every scenario in bounded form (seconds); ``pytest --soak`` or ``SYNCD_SOAK=1``
-runs the sizes issue #9 names (10,000 events, Redis down 30 s, ...).
+runs the sizes issue #9 names (10,000 events, Redis down 30 s, ...); the soak storm outlasts
+the suite's per-test timeout, so add ``--timeout 3600``:
+
+    SYNCD_SOAK=1 .venv/bin/python -m pytest tests/faults -q -s --timeout 3600
 """
 
 from __future__ import annotations
