@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import stripe
 import structlog
@@ -49,6 +49,7 @@ DELETABLE = frozenset({"product", "price", "customer"})
 # Kinds whose mapping only reads the fields of ``fingerprint`` (invoices stay hints always).
 SKIPPABLE = frozenset({"customer", "subscription", "product", "price"})
 _TRANSIENT_RETRIES = 2
+_RACE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 _SQLITE_TURN = threading.Lock()
 
 
@@ -217,6 +218,13 @@ def apply_batch(
                     outcomes.append(_claim_and_apply(session, client, event_id, ctx, options))
             except Exception as exc:
                 restore(session, token)
+                if _lost_race(exc):
+                    # A deadlock victim (another applier holds this customer's lock and waits
+                    # for one this batch holds): not the event's fault, so no attempt is spent;
+                    # it stays pending for the next run.
+                    log.info("stripe_event_deferred", event_id=event_id, reason=type(exc.orig).__name__)
+                    outcomes.append("skipped")
+                    continue
                 error = f"{type(exc).__name__}: {exc}"[:4000]
                 log.warning("stripe_event_failed", event_id=event_id, error=error)
                 session.exec(
@@ -235,6 +243,11 @@ def apply_batch(
     for outcome in outcomes:
         setattr(result, outcome, getattr(result, outcome) + 1)
     return result
+
+
+def _lost_race(exc: Exception) -> TypeGuard[DBAPIError]:
+    """Postgres aborted this statement to break a deadlock or a serialization conflict."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RACE_SQLSTATES
 
 
 def _claim_and_apply(
