@@ -44,6 +44,10 @@ def test_deadlock_victim_is_deferred_not_failed(postgres_url: str) -> None:
     options = ApplyOptions(max_attempts=1)  # one failure would make the event "failed" for good
 
     rival = engine.connect()
+    # The rival checks for deadlocks far later than the batch (default 1 s), so the batch is
+    # always the victim, however loaded the machine is.
+    rival.execute(text("SET deadlock_timeout = '30s'"))
+    rival.commit()
     rival_tx = rival.begin()
     rival.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("customer:cus_y")})
     result: dict[str, ApplyResult] = {}
