@@ -5,7 +5,8 @@ period; the push swaps its subscription item with each ``proration_behavior``:
 
 * ``create_prorations``: two pending proration invoice items (unused time on v1, remaining
   time on v2); no invoice now; the next invoice (preview, then the renewal) carries them;
-* ``always_invoice``: an invoice of just those prorations, created and paid at once;
+* ``always_invoice``: an invoice of just those prorations, created and paid at once (with a
+  failing card it stays open and the subscription goes ``past_due``; the swap stands);
 * ``none``: no proration anywhere; the renewal bills v2's full price.
 
 The behaviour comes from the push argument, or else the catalog's ``proration_behavior``
@@ -43,11 +44,15 @@ class Migrated:
         return sorted([-round(V1 * fraction), round(V2 * fraction)])
 
 
-def migrate(world: World, *, proration: str = "create_prorations", **push: Any) -> Migrated:
+def migrate(
+    world: World, *, proration: str = "create_prorations", card: str | None = None, **push: Any
+) -> Migrated:
     catalog(world, proration=proration)
     run(world)
     customer, sub_id = subscribe(world, "A", price_of(world, 1))
     world.sync()
+    if card is not None:
+        world.set_payment_method(customer, card)
     item = world.client.v1.subscriptions.retrieve(sub_id)["items"].data[0]
     period = (int(item.current_period_start), int(item.current_period_end))
     invoices = [i.id for i in world.client.v1.invoices.list({"subscription": sub_id}).data]
@@ -128,6 +133,17 @@ def test_always_invoice_bills_and_collects_the_proration_at_once(world: World) -
     assert proration_lines(preview.lines.data) == [] and preview.amount_due == V2
     assert renew(world, m).amount_paid == V2
     settles_on_v2(world, m)
+
+
+def test_always_invoice_with_a_failing_card_still_swaps_and_leaves_the_invoice_open(world: World) -> None:
+    """Stripe applies the update and the subscription goes past_due (payment_behavior
+    allow_incomplete, the default): the migration stands, dunning takes over."""
+    m = migrate(world, proration_behavior="always_invoice", card="pm_card_chargeCustomerFail")
+    (invoice,) = new_invoices(world, m)
+    assert invoice.status == "open" and invoice.amount_due == sum(m.prorations())
+    assert invoice.attempt_count == 1 and invoice.amount_paid == 0
+    assert world.client.v1.subscriptions.retrieve(m.sub).status == "past_due"
+    settles_on_v2(world, m)  # not swapped again, not moved back
 
 
 def test_none_bills_no_proration(world: World) -> None:
