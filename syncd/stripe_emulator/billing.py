@@ -129,9 +129,9 @@ def _line_parent(ii: JSON) -> JSON:
     }
 
 
-def _line_from_invoice_item(ii: JSON, line_id: str | None = None) -> JSON:
+def _line_from_invoice_item(ii: JSON) -> JSON:
     return {
-        "id": line_id or ii["_line_id"],
+        "id": ii["_line_id"],
         "object": "line_item",
         "amount": ii["amount"],
         "currency": ii["currency"],
@@ -252,10 +252,9 @@ def preview_invoice(emu: Emulator, sub: JSON, lines: list[JSON]) -> JSON:
     ``lines`` plus the pending invoice items, touching nothing. Stripe gives previews an
     ``upcoming_in_`` id and temporary ``il_tmp_`` line ids; they are never stored."""
     preview_id = "upcoming_" + emu.ids.new("in")
-    all_lines = [
-        *lines,
-        *(_line_from_invoice_item(ii, emu.ids.new("il_tmp")) for ii in pending_items(emu, sub)),
-    ]
+    all_lines = [*lines, *(_line_from_invoice_item(ii) for ii in pending_items(emu, sub))]
+    for line in all_lines:
+        line["id"] = emu.ids.new("il_tmp")
     return invoice_object(
         emu, sub, preview_id, all_lines, reason="upcoming", period=(sub["_period_start"], sub["_period_end"])
     )
@@ -267,10 +266,9 @@ def invoice_object(
     """A draft invoice of ``sub`` holding ``lines`` (stored by the caller, or not: a preview)."""
     customer = emu.store.objects[sub["customer"]]
     now = emu.now()
-    all_lines = lines
-    for line in all_lines:
+    for line in lines:
         line["invoice"] = invoice_id
-    total = sum(int(line["amount"]) for line in all_lines)
+    total = sum(int(line["amount"]) for line in lines)
     amount_due = max(total, 0)
     invoice: JSON = {
         "id": invoice_id,
@@ -366,7 +364,7 @@ def invoice_object(
         "total_pretax_credit_amounts": [],
         "total_taxes": [],
         "webhooks_delivered_at": None,
-        "_lines": all_lines,
+        "_lines": lines,
     }
     return invoice
 

@@ -167,6 +167,7 @@ def test_preview_shows_pending_prorations_and_stores_nothing(
     assert sorted(prorations) == [-500, 1500]
     assert preview.amount_due == 3000 + 1000 and preview.status == "draft"
     assert str(preview.id).startswith("upcoming_in_") and preview.period_end == period_end
+    assert all(str(line.id).startswith("il_tmp_") for line in preview.lines.data)
     assert [i.id for i in c.v1.invoices.list({"subscription": sub.id}).data] == invoices
     assert len(c.v1.invoice_items.list({"customer": sub.customer, "pending": True}).data) == 2
     advance(control, days=20)
