@@ -8,43 +8,12 @@ import json
 import pytest
 from sqlmodel import Session, col, select
 
-from syncd.models import OutboxMessage, PlanPrice, PlanVersion
+from syncd.models import OutboxMessage
 from syncd.stripe_api import is_own_request
 from syncd.stripe_push.verify import catalog_divergence
 from tests.stripe_sync.harness import World
 
-from .helpers import catalog, run
-
-
-def price_of(world: World, version: int, interval: str = "month") -> str:
-    with Session(world.engine) as session:
-        row = session.exec(
-            select(PlanPrice)
-            .join(PlanVersion)
-            .where(col(PlanVersion.version) == version, col(PlanPrice.interval) == interval)
-        ).first()
-        assert row is not None and row.stripe_price_id
-        return row.stripe_price_id
-
-
-def subscribe(world: World, name: str, price: str) -> tuple[str, str]:
-    customer = world.customer(name=name)
-    sub = world.client.v1.subscriptions.create({"customer": customer, "items": [{"price": price}]})
-    return customer, str(sub.id)
-
-
-def item_price(world: World, sub_id: str) -> str:
-    sub = world.client.v1.subscriptions.retrieve(sub_id)
-    return str(sub["items"].data[0].price.id)
-
-
-def version_of(world: World, customer: str) -> int:
-    row = world.company(customer).billing_base
-    assert row is not None
-    with Session(world.engine) as session:
-        version = session.get(PlanVersion, row.plan_version_id)
-        assert version is not None
-        return version.version
+from .helpers import catalog, item_price, price_of, run, subscribe, version_of
 
 
 def test_migration_swaps_prices_and_leaves_grandfathered(
