@@ -21,6 +21,7 @@ Once ``"all"`` is recorded, later ids are absorbed by it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias
 
@@ -145,8 +146,29 @@ def _write_change_log(session: OrmSession) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
     now = utcnow()
-    # A Core multi-row insert: a publish can log 100k companies in one transaction.
+    if session.get_bind().dialect.name == "postgresql" and len(rows) > _ARRAY_INSERT_MIN:
+        # A publish can log 100k companies in one transaction: one statement with the rows
+        # as arrays costs a fraction of a multi-row insert's parameter handling.
+        session.execute(
+            _PG_LOG_INSERT,
+            {
+                "now": now,
+                "t": [row["topic"] for row in rows],
+                "c": [row["company_id"] for row in rows],
+                "p": [json.dumps(row["payload"]) for row in rows],
+            },
+        )
+        return
     session.execute(insert(ChangeLog), [{**row, "created_at": now} for row in rows])
+
+
+_ARRAY_INSERT_MIN = 100
+# ``WITH ORDINALITY`` keeps the rows' order, so ids follow the order they were recorded in.
+_PG_LOG_INSERT = text(
+    "INSERT INTO change_log (topic, company_id, payload, created_at)"
+    " SELECT t, c, p, :now FROM unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]),"
+    " CAST(:p AS json[])) WITH ORDINALITY AS r(t, c, p, n) ORDER BY n"
+)
 
 
 @event.listens_for(OrmSession, "after_rollback")
