@@ -40,6 +40,8 @@ from ..models import (
 from .catalog_view import CatalogView, entitlement_spec
 
 BATCH = 2000
+_KEY_COLUMNS = ("company_id", "key", "value")
+_TRAIT_COLUMNS = ("company_id", "trait_definition_id", "value")
 
 
 @dataclass(slots=True)
@@ -61,9 +63,13 @@ def _id_filter(session: Session, column: Any, ids: Sequence[str]) -> ColumnEleme
     return col(column).in_(ids)
 
 
-def _rows(session: Session, model: Any, column: Any, ids: Sequence[str] | None) -> list[Any]:
-    """Plain rows (attribute access by column name): no ORM instances for bulk reads."""
-    stmt = select(model.__table__)
+def _rows(
+    session: Session, model: Any, column: Any, ids: Sequence[str] | None, only: Sequence[str] = ()
+) -> list[Any]:
+    """Plain rows (attribute access by column name): no ORM instances for bulk reads.
+    ``only``: just these columns (fewer values to transfer and convert)."""
+    table = model.__table__
+    stmt = select(*(table.c[name] for name in only)) if only else select(table)
     if ids is not None:
         stmt = stmt.where(_id_filter(session, column, ids))
     return list(session.connection().execute(stmt).all())
@@ -201,15 +207,17 @@ def load_companies(
 def _load_batch(
     session: Session, view: CatalogView, ids: Sequence[str] | None, now: dt.datetime
 ) -> dict[str, LoadedCompany]:
-    companies = _rows(session, Company, Company.id, ids)
+    companies = _rows(session, Company, Company.id, ids, ("id",))
     if not companies:
         return {}
-    keys = _grouped(_rows(session, CompanyKey, CompanyKey.company_id, ids), "company_id")
+    keys = _grouped(_rows(session, CompanyKey, CompanyKey.company_id, ids, _KEY_COLUMNS), "company_id")
     plans = _grouped(
         sorted(_rows(session, CompanyPlan, CompanyPlan.company_id, ids), key=lambda r: (r.created_at, r.id)),
         "company_id",
     )
-    traits = _grouped(_rows(session, CompanyTrait, CompanyTrait.company_id, ids), "company_id")
+    traits = _grouped(
+        _rows(session, CompanyTrait, CompanyTrait.company_id, ids, _TRAIT_COLUMNS), "company_id"
+    )
     metrics = _grouped(_rows(session, CompanyMetric, CompanyMetric.company_id, ids), "company_id")
     overrides = _grouped(_rows(session, CompanyOverride, CompanyOverride.company_id, ids), "company_id")
     grants = _grouped(_rows(session, CreditGrant, CreditGrant.company_id, ids), "company_id")
