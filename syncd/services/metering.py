@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Table, delete, insert, text
@@ -137,6 +137,38 @@ _PG_COUNTER_UPSERT = text(
 )
 
 
+def _text_array(values: Iterable[str | None]) -> str:
+    """A Postgres array literal of strings (NULL for None), built with one join.
+
+    Binding a Python list makes psycopg dump the array element by element in Python, which
+    was the largest single cost of a group commit; a literal cast server-side is ~20x cheaper.
+    """
+    return "{" + ",".join("NULL" if v is None else _quote(v) for v in values) + "}"
+
+
+def _quote(value: str) -> str:
+    if '"' in value or "\\" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + value + '"'
+
+
+def _plain_array(values: Iterable[object]) -> str:
+    """Array literal of numbers / booleans (their ``str`` is a valid element)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _ts_array(values: Iterable[dt.datetime]) -> str:
+    # Events of a request share one timestamp: format each distinct one once.
+    memo: dict[dt.datetime, str] = {}
+    out = []
+    for v in values:
+        s = memo.get(v)
+        if s is None:
+            s = memo[v] = '"' + v.isoformat() + '"'
+        out.append(s)
+    return "{" + ",".join(out) + "}"
+
+
 def _write_usage_pg(
     session: Session,
     accepted: Sequence[TrackInput],
@@ -147,13 +179,13 @@ def _write_usage_pg(
         _PG_USAGE_INSERT,
         {
             "received_at": now,
-            "c": [e.company_id for e in accepted],
-            "u": [e.user_id for e in accepted],
-            "e": [e.event_subtype for e in accepted],
-            "q": [e.quantity for e in accepted],
-            "o": [e.occurred_at for e in accepted],
-            "k": [e.idempotency_key for e in accepted],
-            "b": [e.backfill for e in accepted],
+            "c": _text_array(e.company_id for e in accepted),
+            "u": _text_array(e.user_id for e in accepted),
+            "e": _text_array(e.event_subtype for e in accepted),
+            "q": _plain_array(e.quantity for e in accepted),
+            "o": _ts_array(e.occurred_at for e in accepted),
+            "k": _text_array(e.idempotency_key for e in accepted),
+            "b": "{" + ",".join("t" if e.backfill else "f" for e in accepted) + "}",
         },
     )
     keys = sorted(totals)  # concurrent transactions lock shared counter rows in one order
@@ -161,12 +193,12 @@ def _write_usage_pg(
         _PG_COUNTER_UPSERT,
         {
             "now": now,
-            "c": [k[0] for k in keys],
-            "e": [k[1] for k in keys],
-            "p": [k[2] for k in keys],
-            "m": [k[3] for k in keys],
-            "s": [k[4] for k in keys],
-            "v": [totals[k] for k in keys],
+            "c": _text_array(k[0] for k in keys),
+            "e": _text_array(k[1] for k in keys),
+            "p": _text_array(k[2] for k in keys),
+            "m": _text_array(k[3] for k in keys),
+            "s": _ts_array(k[4] for k in keys),
+            "v": _plain_array(totals[k] for k in keys),
         },
     )
 
