@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvicorn
 from sqlalchemy import create_engine, func, text
+from sqlalchemy import event as sa_event
 from sqlmodel import Session, col, select
 
 from syncd import jobs
@@ -306,17 +307,61 @@ def apply_only(database_url: str, count: int) -> dict[str, float]:
             for event in evs:
                 store_event(conn, json.dumps(event).encode(), event)
         options = ApplyOptions(refetch=frozenset())
+        statements = [0]
+
+        def count(*_: Any) -> None:
+            statements[0] += 1
+
+        sa_event.listen(daemon.engine, "before_cursor_execute", count)
         t0, c0 = time.monotonic(), time.thread_time()
         done = 0
         while done < len(evs):
             done += apply_pending(daemon.engine, None, options=options, limit=1000).processed
         wall, cpu = time.monotonic() - t0, time.thread_time() - c0
+        created_statements, statements[0] = statements[0], 0
+        # The steady state: existing customers change their subscriptions (quantity updates,
+        # several per customer, delivered together), the most common event in production.
+        customers = len(evs) // 3 + 1
+        updates = updates_for(customers, len(evs))
+        with daemon.engine.begin() as conn:
+            for event in updates:
+                store_event(conn, json.dumps(event).encode(), event)
+        t1, c1 = time.monotonic(), time.thread_time()
+        done = 0
+        while done < len(updates):
+            done += apply_pending(daemon.engine, None, options=options, limit=1000).processed
+        wall1, cpu1 = time.monotonic() - t1, time.thread_time() - c1
         daemon.close()
     return {
         "events": float(len(evs)),
         "events_per_s": len(evs) / wall,
         "cpu_ms_per_event": cpu / len(evs) * 1000,
+        "statements_per_event": created_statements / len(evs),
+        "update_statements_per_event": statements[0] / len(updates),
+        "updates_per_s": len(updates) / wall1,
+        "update_cpu_ms": cpu1 / len(updates) * 1000,
     }
+
+
+def updates_for(customers: int, count: int) -> list[dict[str, Any]]:
+    """``customer.subscription.updated`` for existing customers: 3 rounds of quantity changes."""
+    now = int(time.time()) + 10
+    out: list[dict[str, Any]] = []
+    for k in range(count):
+        n, round_ = k % customers, k // customers
+        out.append(
+            {
+                "id": f"evt_upd_{k}",
+                "object": "event",
+                "type": "customer.subscription.updated",
+                "api_version": "2026-10-28.endive",
+                "created": now + round_,
+                "livemode": False,
+                "data": {"object": subscription_for(f"a{n}", now, 3 + round_)},
+                "request": {"id": None, "idempotency_key": None},
+            }
+        )
+    return out
 
 
 def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
@@ -409,7 +454,14 @@ def main() -> None:
         ap = apply_only(url, n_events)
         print(
             f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
-            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event"
+            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event, {ap['statements_per_event']:.1f} SQL statements "
+            "per event (new customers: company created, initial plan, then the paid plan)"
+        )
+        print(
+            f"apply only, steady state (subscription updates of existing customers): "
+            f"{ap['updates_per_s']:,.0f} events/s, {ap['update_cpu_ms']:.2f} ms CPU per event, "
+            f"{ap['update_statements_per_event']:.1f} SQL statements per event "
+            "(target >= 1,000/s end to end)"
         )
     with fresh_database(args.postgres) as url:
         sw = sweep_rate(url, n_sweep)

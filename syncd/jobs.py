@@ -216,10 +216,16 @@ def boundaries() -> None:
 def apply_stripe_inbox() -> int:
     """Apply pending Stripe events (webhooks and replayed ones) and expire ended access."""
     from .stripe_sync.apply import apply_pending
-    from .stripe_sync.runtime import apply_options, client_for
+    from .stripe_sync.runtime import apply_lock, apply_options, client_for
 
     daemon = current_daemon()
-    result = apply_pending(daemon.engine, client_for(daemon), options=apply_options(daemon.settings))
+    lock = apply_lock(daemon)
+    if not lock.acquire(blocking=False):
+        return 0  # the kicked applier is at it (it runs the same pass)
+    try:
+        result = apply_pending(daemon.engine, client_for(daemon), options=apply_options(daemon.settings))
+    finally:
+        lock.release()
     return result.processed
 
 

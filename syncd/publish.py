@@ -45,6 +45,10 @@ log = structlog.get_logger(__name__)
 BATCH_SIZE = 500
 _LOG: Table = ChangeLog.__table__  # type: ignore[attr-defined]
 RUN_BUDGET_S = 1.0  # one run drains batches for at most this long, then yields the worker
+RETRY_MAX_S = 60.0  # default cap of an adapter's backoff after failed publishes
+# Host apps read Redis directly, so they must catch up within seconds of an outage ending
+# (issue #9: 5 s); a reconnect attempt every two seconds is cheap.
+RETRY_MAX_DEFAULTS = {"redis": 2.0}
 
 
 def cursor_name(adapter: str) -> str:
@@ -71,7 +75,8 @@ class PublishPump:
         self.adapters: dict[str, _Adapter] = {}
         for name in dict.fromkeys([*plugins.publishers(), *plugins.implementers("syncd_resync")]):
             cfg = daemon.settings.plugin_config(name)
-            initial, cap = float(cfg.get("retry_initial_s", 0.5)), float(cfg.get("retry_max_s", 60.0))
+            default_cap = RETRY_MAX_DEFAULTS.get(name, RETRY_MAX_S)
+            initial, cap = float(cfg.get("retry_initial_s", 0.5)), float(cfg.get("retry_max_s", default_cap))
             self.adapters[name] = _Adapter(
                 name=name,
                 publish=plugins.caller("syncd_publish", name) if name in plugins.publishers() else None,

@@ -33,6 +33,10 @@ def unavailable(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="full-size fault suite (or SYNCD_SOAK=1)")
+
+
 def _pg_admin() -> Engine:
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 

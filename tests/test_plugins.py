@@ -292,3 +292,18 @@ def test_resync_on_demand_and_after_a_failed_resync(make_daemon: Any) -> None:
     assert p.request_resync("rec") == ["rec"]
     p.run("rec")
     assert rec.resyncs == 2
+
+
+def test_redis_backoff_is_capped_at_two_seconds_by_default(make_daemon: Any) -> None:
+    """Host apps read Redis directly: after an outage syncd must be back within seconds."""
+    flaky_redis, other = Failing(failures=100), Failing(failures=100)
+    daemon = make_daemon({"redis": flaky_redis, "other": other})
+    p = pump(daemon)
+    change(daemon, "comp_a")
+    for _ in range(8):
+        for name in ("redis", "other"):
+            p.adapters[name].retry_at = 0.0  # skip the wait: fail again at once
+            p.run(name)
+    now = time.monotonic()
+    assert 0 < p.adapters["redis"].retry_at - now <= 2.0
+    assert p.adapters["other"].retry_at - now > 2.0  # the general cap stays 60 s

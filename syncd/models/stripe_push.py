@@ -16,7 +16,9 @@ class StripeMeterBatch(SQLModel, table=True):
     Staged (with its usage events linked through ``usage_event.stripe_batch_id``) before it is
     sent, so a crash or an outage never re-groups usage differently: the retry sends the same
     ``identifier`` (Stripe dedupes it for at least 24 h) under the same idempotency key.
-    ``status``: pending | sent | skipped (too old / zero; see ``note``) | canceled (corrected).
+    ``status``: pending | sent | skipped (too old / zero; see ``note``). A correction (negative
+    track) lands in a later batch, negative when it outweighs its hour's new usage; a sent batch
+    never changes.
     """
 
     __tablename__ = "stripe_meter_batch"

@@ -26,7 +26,9 @@ __all__ = [
     "TIMES",
     "attempt_payment",
     "create_invoice",
+    "invoice_object",
     "item_amount",
+    "preview_invoice",
     "proration_items",
     "subscription_line",
     "void_invoice",
@@ -98,6 +100,35 @@ def subscription_line(
     }
 
 
+def _line_parent(ii: JSON) -> JSON:
+    """A proration from a subscription change is a subscription item's line (Stripe: "consider
+    line items where ``parent.subscription_item_details.proration`` is true"); any other
+    invoice item is an invoice item's line."""
+    details = ii["parent"]["subscription_details"]
+    if ii["proration"] and details.get("subscription_item"):
+        return {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": ii["id"],
+                "proration": True,
+                "proration_details": {"credited_items": None},
+                "subscription": details["subscription"],
+                "subscription_item": details["subscription_item"],
+            },
+            "type": "subscription_item_details",
+        }
+    return {
+        "invoice_item_details": {
+            "invoice_item": ii["id"],
+            "proration": ii["proration"],
+            "proration_details": {"credited_items": None},
+            "subscription": details["subscription"],
+        },
+        "subscription_item_details": None,
+        "type": "invoice_item_details",
+    }
+
+
 def _line_from_invoice_item(ii: JSON) -> JSON:
     return {
         "id": ii["_line_id"],
@@ -111,16 +142,7 @@ def _line_from_invoice_item(ii: JSON) -> JSON:
         "invoice": None,
         "livemode": False,
         "metadata": {},
-        "parent": {
-            "invoice_item_details": {
-                "invoice_item": ii["id"],
-                "proration": ii["proration"],
-                "proration_details": {"credited_items": None},
-                "subscription": ii["parent"]["subscription_details"]["subscription"],
-            },
-            "subscription_item_details": None,
-            "type": "invoice_item_details",
-        },
+        "parent": _line_parent(ii),
         "period": dict(ii["period"]),
         "pretax_credit_amounts": [],
         "pricing": dict(ii["pricing"]),
@@ -211,12 +233,43 @@ def create_invoice(
         for ii in pending_items(emu, sub):
             ii["invoice"] = invoice_id
             all_lines.append(_line_from_invoice_item(ii))
-    for line in all_lines:
-        line["invoice"] = invoice_id
-    total = sum(int(line["amount"]) for line in all_lines)
-    amount_due = max(total, 0)
+    invoice = invoice_object(emu, sub, invoice_id, all_lines, reason=reason, period=period)
     seq = customer["next_invoice_sequence"]
     customer["next_invoice_sequence"] = seq + 1
+    emu.store.add(invoice)
+    sub["latest_invoice"] = invoice_id
+    emu.emit("invoice.created", invoice)
+    invoice["status"] = "open"
+    invoice["number"] = f"{customer['invoice_prefix']}-{seq:04d}"
+    invoice["effective_at"] = now
+    invoice["status_transitions"]["finalized_at"] = now
+    emu.emit("invoice.finalized", invoice)
+    return invoice
+
+
+def preview_invoice(emu: Emulator, sub: JSON, lines: list[JSON]) -> JSON:
+    """The draft Stripe would create next for ``sub`` (``POST /v1/invoices/create_preview``):
+    ``lines`` plus the pending invoice items, touching nothing. Stripe gives previews an
+    ``upcoming_in_`` id and temporary ``il_tmp_`` line ids; they are never stored."""
+    preview_id = "upcoming_" + emu.ids.new("in")
+    all_lines = [*lines, *(_line_from_invoice_item(ii) for ii in pending_items(emu, sub))]
+    for line in all_lines:
+        line["id"] = emu.ids.new("il_tmp")
+    return invoice_object(
+        emu, sub, preview_id, all_lines, reason="upcoming", period=(sub["_period_start"], sub["_period_end"])
+    )
+
+
+def invoice_object(
+    emu: Emulator, sub: JSON, invoice_id: str, lines: list[JSON], *, reason: str, period: tuple[int, int]
+) -> JSON:
+    """A draft invoice of ``sub`` holding ``lines`` (stored by the caller, or not: a preview)."""
+    customer = emu.store.objects[sub["customer"]]
+    now = emu.now()
+    for line in lines:
+        line["invoice"] = invoice_id
+    total = sum(int(line["amount"]) for line in lines)
+    amount_due = max(total, 0)
     invoice: JSON = {
         "id": invoice_id,
         "object": "invoice",
@@ -311,16 +364,8 @@ def create_invoice(
         "total_pretax_credit_amounts": [],
         "total_taxes": [],
         "webhooks_delivered_at": None,
-        "_lines": all_lines,
+        "_lines": lines,
     }
-    emu.store.add(invoice)
-    sub["latest_invoice"] = invoice_id
-    emu.emit("invoice.created", invoice)
-    invoice["status"] = "open"
-    invoice["number"] = f"{customer['invoice_prefix']}-{seq:04d}"
-    invoice["effective_at"] = now
-    invoice["status_transitions"]["finalized_at"] = now
-    emu.emit("invoice.finalized", invoice)
     return invoice
 
 

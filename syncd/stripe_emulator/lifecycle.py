@@ -23,7 +23,7 @@ from .subscribing import cancel_now, is_metered, items_of, period_lines
 if TYPE_CHECKING:
     from .emulator import Emulator
 
-__all__ = ["run_until"]
+__all__ = ["LIVE", "run_until", "usage_lines"]
 
 Due = tuple[int, int, int, Callable[[], None]]
 MAX_STEPS = 100_000
@@ -89,7 +89,7 @@ def expire(emu: Emulator, sub: JSON) -> None:
     emu.emit("customer.subscription.deleted", sub)
 
 
-def _usage_lines(emu: Emulator, sub: JSON, start: int, end: int) -> list[JSON]:
+def usage_lines(emu: Emulator, sub: JSON, start: int, end: int) -> list[JSON]:
     lines: list[JSON] = []
     for item in items_of(emu, sub):
         price = emu.store.objects[item["price"]]
@@ -142,7 +142,7 @@ def renew(emu: Emulator, sub: JSON) -> None:
     sub["_period_end"] = period_boundary(
         sub["_anchor"], sub["_interval"], sub["_interval_count"], sub["_cycle"] + 1
     )
-    lines = period_lines(emu, sub) + _usage_lines(emu, sub, old_start, old_end)
+    lines = period_lines(emu, sub) + usage_lines(emu, sub, old_start, old_end)
     invoice = billing.create_invoice(
         emu, sub, lines, reason="subscription_cycle", period=(old_start, old_end)
     )

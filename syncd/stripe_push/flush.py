@@ -16,8 +16,30 @@ Two steps, each safe to interrupt:
    for the next run.
 
 Stripe accepts timestamps only within the past 35 days: older usage is marked ``skipped`` with
-a note and a warning log, never dropped silently. Corrections: :func:`cancel_usage` cancels the
-batches holding given events with meter event adjustments and re-stages the rest.
+a note and a warning log, never dropped silently.
+
+**Corrections** are negative-quantity track events (secret key; ``trusted_client_clock`` with
+``sent_at`` dates one in the hour of the usage it corrects). They go through the same two steps
+as any usage: staged into their (company, event, hour) batch, netted with that hour's unflushed
+events, and sent as one meter event, whose value is negative when the correction outweighs
+them (Stripe: incorrectly recorded usage "can also be fixed by recording negative quantities").
+Stripe's sums, per hour and per period, therefore equal the local ones after a correction.
+Meter event adjustments (cancel the window's sent event, re-send the corrected net) are not
+used, because:
+
+* Stripe cancels an event only within 24 hours of receiving it, and corrections often come
+  later: that path would need this one as a fallback anyway, while negative events work for
+  the whole 35-day window;
+* cancel + re-send is two requests with a gap between them in which Stripe has neither the
+  old nor the new value: an outage or a period's invoice finalized in that gap under-bills the
+  whole window, and the adjustment itself is processed asynchronously. A negative event is
+  append-only, so the outbox's exactly-once argument (deterministic identifier, replay or
+  duplicate) holds for it unchanged;
+* for sum meters the result is the same number.
+
+Stripe's own limits apply either way: a correction dated in a period whose invoice is
+finalized does not change that invoice, a period whose net is negative is invoiced as 0, and
+a correction older than 35 days is ``skipped`` like any usage.
 """
 
 from __future__ import annotations
@@ -55,6 +77,7 @@ class FlushResult:
     duplicates: int = 0
     skipped: int = 0
     pending: int = 0
+    corrections: int = 0  # of the sent: negative net values (corrections outweighing usage)
     meters_created: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -186,6 +209,7 @@ def send_pending(engine: Engine, client: stripe.StripeClient, now: datetime, res
                 batch.status, batch.sent_at = "sent", utcnow()
                 result.sent += outcome == "sent"
                 result.duplicates += outcome == "duplicate"
+                result.corrections += outcome == "sent" and batch.value < 0
             session.add(batch)
             session.commit()
         result.pending = len(
@@ -220,45 +244,6 @@ def flush_usage(engine: Engine, client: stripe.StripeClient, *, now: datetime | 
         duplicates=result.duplicates,
         skipped=result.skipped,
         pending=result.pending,
+        corrections=result.corrections,
     )
     return result
-
-
-def cancel_usage(engine: Engine, client: stripe.StripeClient, event_ids: Iterable[int]) -> int:
-    """Take usage events out of what Stripe counts (a correction / deletion).
-
-    Each sent batch holding one of them is cancelled with a meter event adjustment; the
-    batch's other events are released, so the next flush re-stages them under a new
-    identifier. The given events stay marked flushed with no batch: never sent again.
-    Returns the number of batches cancelled."""
-    ids = list(event_ids)
-    cancelled = 0
-    with Session(engine) as session:
-        rows = session.exec(select(UsageEvent).where(col(UsageEvent.id).in_(ids))).all()
-        for identifier in sorted({r.stripe_batch_id for r in rows if r.stripe_batch_id}):
-            batch = session.get(StripeMeterBatch, identifier)
-            if batch is None:
-                continue
-            if batch.status == "sent":
-                client.v1.billing.meter_event_adjustments.create(
-                    {"event_name": batch.event_name, "type": "cancel", "cancel": {"identifier": identifier}},
-                    {"idempotency_key": idempotency_key("meter-cancel", identifier)},
-                )
-            batch.status, batch.note = "canceled", "corrected"
-            session.add(batch)
-            cancelled += 1
-            for other in session.exec(
-                select(UsageEvent).where(col(UsageEvent.stripe_batch_id) == identifier)
-            ).all():
-                if other.id in ids:
-                    other.stripe_batch_id = None
-                    other.flushed_to_stripe_at = other.flushed_to_stripe_at or utcnow()
-                else:
-                    other.stripe_batch_id, other.flushed_to_stripe_at = None, None
-                session.add(other)
-        for row in rows:
-            if row.stripe_batch_id is None and row.flushed_to_stripe_at is None:
-                row.flushed_to_stripe_at = utcnow()  # not flushed yet: just never send it
-                session.add(row)
-        session.commit()
-    return cancelled

@@ -1,4 +1,7 @@
-"""Applying inbox events, off the request path, each in its own transaction.
+"""Applying inbox events, off the request path.
+
+Batches are applied set-based first (:mod:`.batch`: one transaction, each customer mapped
+once). A batch that raises is rolled back and re-run here one event at a time, as follows.
 
 An event is claimed with ``UPDATE ... SET attempts = attempts + 1 WHERE status = 'pending'``
 (so two workers never apply it twice), applied, and marked ``applied`` or ``ignored`` in the
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import stripe
 import structlog
@@ -33,9 +36,11 @@ from ..models import InboxEvent, StripeSubscription, utcnow
 from ..services.changes import checkpoint, restore
 from ..stripe_api import is_own_request
 from . import mirror
+from .batch import apply_set
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
 from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
+from .schedules import map_schedule, sync_schedules
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +49,7 @@ DELETABLE = frozenset({"product", "price", "customer"})
 # Kinds whose mapping only reads the fields of ``fingerprint`` (invoices stay hints always).
 SKIPPABLE = frozenset({"customer", "subscription", "product", "price"})
 _TRANSIENT_RETRIES = 2
+_RACE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 _SQLITE_TURN = threading.Lock()
 
 
@@ -89,12 +95,16 @@ def apply_pending(
             .limit(limit)
         ).all()
     result = ApplyResult()
-    if engine.dialect.name == "postgresql":
-        for start in range(0, len(ids), batch):
-            apply_batch(engine, client, ids[start : start + batch], options=options, now=now, result=result)
-    else:
-        for event_id in ids:
-            apply_one(engine, client, event_id, options=options, now=now, result=result)
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        if apply_set_batch(engine, client, chunk, options=options, now=now, result=result):
+            continue
+        # Something in the batch failed: one event at a time isolates it (and counts its attempt).
+        if engine.dialect.name == "postgresql":
+            apply_batch(engine, client, chunk, options=options, now=now, result=result)
+        else:
+            for event_id in chunk:
+                apply_one(engine, client, event_id, options=options, now=now, result=result)
     expire_access(engine, options=options, now=now)
     if ids:
         log.info(
@@ -105,6 +115,32 @@ def apply_pending(
             failed=result.failed,
         )
     return result
+
+
+def apply_set_batch(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    event_ids: Sequence[str],
+    *,
+    options: ApplyOptions = ApplyOptions(),
+    now: datetime | None = None,
+    result: ApplyResult | None = None,
+) -> bool:
+    """Apply a batch set-based (:mod:`.batch`); False when it rolled back and must be re-run
+    event by event."""
+    result = result if result is not None else ApplyResult()
+    ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
+    turn = _SQLITE_TURN if engine.dialect.name == "sqlite" else nullcontext()
+    try:
+        with turn, Session(engine, expire_on_commit=False) as session:
+            outcomes = apply_set(session, client, event_ids, ctx, refetch=options.refetch)
+            session.commit()
+    except Exception as exc:
+        log.info("stripe_batch_fallback", events=len(event_ids), error=f"{type(exc).__name__}: {exc}"[:500])
+        return False
+    for outcome in outcomes.values():
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    return True
 
 
 def apply_one(
@@ -182,6 +218,13 @@ def apply_batch(
                     outcomes.append(_claim_and_apply(session, client, event_id, ctx, options))
             except Exception as exc:
                 restore(session, token)
+                if _lost_race(exc):
+                    # A deadlock victim (another applier holds this customer's lock and waits
+                    # for one this batch holds): not the event's fault, so no attempt is spent;
+                    # it stays pending for the next run.
+                    log.info("stripe_event_deferred", event_id=event_id, reason=type(exc.orig).__name__)
+                    outcomes.append("skipped")
+                    continue
                 error = f"{type(exc).__name__}: {exc}"[:4000]
                 log.warning("stripe_event_failed", event_id=event_id, error=error)
                 session.exec(
@@ -200,6 +243,11 @@ def apply_batch(
     for outcome in outcomes:
         setattr(result, outcome, getattr(result, outcome) + 1)
     return result
+
+
+def _lost_race(exc: Exception) -> TypeGuard[DBAPIError]:
+    """Postgres aborted this statement to break a deadlock or a serialization conflict."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RACE_SQLSTATES
 
 
 def _claim_and_apply(
@@ -318,6 +366,9 @@ def map_row(
         apply_customer(session, row)
     elif kind == "subscription" and row.customer_id:
         sync_company(session, row.customer_id, ctx)
+        sync_schedules(session, row.customer_id, ctx)
+    elif kind == "subscription_schedule":
+        map_schedule(session, row, ctx)
     elif kind == "product" and link_product(session, row):
         ctx._plans.clear()
         for customer_id in customers_with_product(session, row.stripe_id):

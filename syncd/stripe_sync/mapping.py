@@ -28,7 +28,10 @@ from sqlmodel import Session, col, select
 from ..models import (
     Company,
     CompanyPlan,
+    CreditGrant,
     Plan,
+    PlanChange,
+    PlanCreditGrant,
     PlanEntitlement,
     PlanPrice,
     PlanVersion,
@@ -40,10 +43,10 @@ from ..models import (
     utcnow,
 )
 from ..services import keys as entity_keys
-from ..services.audit import Actor
+from ..services.audit import Actor, record, snapshot
 from ..services.changes import entitlements_changed, record_event
 from ..services.companies import upsert_company
-from ..services.company_plans import company_plan_rows, update_company_plans
+from ..services.company_plans import _classify, company_plan_rows, published_version, update_company_plans
 from ..services.traits import set_traits
 from .normalize import GRANTING, ItemView, SubscriptionView, metadata, subscription_view
 
@@ -66,6 +69,13 @@ class MappingContext:
         default_factory=dict
     )
     _allocations: dict[str, list[str]] = field(default_factory=dict)
+    # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
+    _subscriptions: dict[str, list[StripeSubscription]] = field(default_factory=dict)
+    # Plan rows by company, preloaded the same way (ordered as ``company_plan_rows``).
+    _company_plans: dict[str, list[CompanyPlan]] = field(default_factory=dict)
+    _published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
+    _credits: dict[str, bool] = field(default_factory=dict)  # version id -> grants credits
+    _classified: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     @property
     def now_ts(self) -> int:
@@ -220,11 +230,16 @@ def trial_status(view: SubscriptionView) -> str | None:
 
 def claims_for(session: Session, customer_id: str, ctx: MappingContext) -> list[Claim]:
     """The billing-managed plans this customer's mirrored subscriptions grant now."""
-    subs = session.exec(
-        select(StripeSubscription).where(
-            col(StripeSubscription.customer_id) == customer_id, col(StripeSubscription.deleted).is_(False)
+    subs = ctx._subscriptions.pop(customer_id, None)
+    if subs is None:
+        subs = list(
+            session.exec(
+                select(StripeSubscription).where(
+                    col(StripeSubscription.customer_id) == customer_id,
+                    col(StripeSubscription.deleted).is_(False),
+                )
+            ).all()
         )
-    ).all()
     return claims_from(session, [(subscription_view(s.data), s.past_due_since) for s in subs], ctx)
 
 
@@ -301,12 +316,111 @@ def _allocate(session: Session, ctx: MappingContext, company_id: str, row: Compa
     return set_traits(session, "company", company_id, dict.fromkeys(names, row.quantity))
 
 
+def _plans_match(
+    rows: list[CompanyPlan], base_id: str | None, add_on_ids: list[str], version_ids: dict[str, str]
+) -> bool:
+    """Whether the rows already are exactly these plans on these pinned versions, so
+    ``update_company_plans`` would change nothing (the common re-sync: skip its queries)."""
+    base = next((r for r in rows if r.role == "base"), None)
+    if (base.plan_id if base is not None else None) != base_id:
+        return False
+    if sorted(r.plan_id for r in rows if r.role == "add_on") != sorted(set(add_on_ids)):
+        return False
+    by_plan = {r.plan_id: r for r in rows}
+    return all(pid in by_plan and by_plan[pid].plan_version_id == v for pid, v in version_ids.items())
+
+
+def _move_base(
+    session: Session, ctx: MappingContext, company_id: str, current: CompanyPlan, claim: Claim
+) -> tuple[PlanChange, CompanyPlan] | None:
+    """``update_company_plans`` for the common billing case (one base plan replaced by another,
+    no add-ons, no plan credits involved) without its re-reads and intermediate flushes: the
+    same rows, audit entry and events. None: not that case; the caller uses the service."""
+    version_id = claim.version_id
+    if version_id is None:
+        if claim.plan.id not in ctx._published:
+            published = published_version(session, claim.plan.id)
+            ctx._published[claim.plan.id] = published.id if published is not None else None
+        version_id = ctx._published[claim.plan.id]
+    if version_id is None or _grants_credits(session, ctx, version_id):
+        return None
+    if _grants_credits(session, ctx, current.plan_version_id):
+        return None
+    has_grants = session.exec(
+        select(CreditGrant.id).where(
+            col(CreditGrant.company_id) == company_id, col(CreditGrant.reason).in_(("plan", "rollover"))
+        )
+    ).first()
+    if has_grants is not None:
+        return None
+    pair = (current.plan_version_id, version_id)
+    if pair not in ctx._classified:
+        ctx._classified[pair] = _classify(session, pair[0], pair[1], True, [], [])
+    now = utcnow()
+    session.delete(current)
+    row = CompanyPlan(
+        company_id=company_id,
+        plan_id=claim.plan.id,
+        plan_version_id=version_id,
+        role="base",
+        source="billing",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    actor = Actor("stripe", claim.sub.id)
+    change = PlanChange(
+        company_id=company_id,
+        action="billing_sync",
+        subscription_change_action=ctx._classified[pair],
+        actor_type=actor.actor_type,
+        actor=actor.actor,
+        previous_base_plan_id=current.plan_id,
+        base_plan_id=claim.plan.id,
+        previous_base_plan_version_id=current.plan_version_id,
+        base_plan_version_id=version_id,
+        add_ons_added=[],
+        add_ons_removed=[],
+        created_at=now,
+    )
+    session.add(change)
+    after = snapshot(change)
+    record(session, actor, "company.plan_changed", "company", company_id, after=after)
+    record_event(
+        session,
+        "company.plan_changed",
+        company_id,
+        {
+            "plan_change": after,
+            "plan_change_id": change.id,
+            "reason": "billing_sync",
+            "base_plan_id": claim.plan.id,
+            "previous_base_plan_id": current.plan_id,
+            "add_ons_added": [],
+            "add_ons_removed": [],
+        },
+    )
+    entitlements_changed(session, [company_id])
+    return change, row
+
+
+def _grants_credits(session: Session, ctx: MappingContext, version_id: str) -> bool:
+    if version_id not in ctx._credits:
+        found = session.exec(
+            select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version_id)
+        ).first()
+        ctx._credits[version_id] = found is not None
+    return ctx._credits[version_id]
+
+
 def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:
     """Make the customer's company's billing-managed plans match the mirror. True if changed."""
     company_id = ensure_company(session, customer_id)
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
-    rows = company_plan_rows(session, company_id)
+    rows = ctx._company_plans.pop(company_id, None)
+    if rows is None:
+        rows = company_plan_rows(session, company_id)
     current_base = next((r for r in rows if r.role == "base"), None)
     if base is not None:
         base_id: str | None = base.plan.id
@@ -318,18 +432,34 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
         r.plan_id for r in rows if r.role == "add_on" and r.source != "billing" and r.plan_id not in add_ons
     ]
     wanted = {c.plan.id: c for c in [*([base] if base else []), *add_ons.values()]}
-    change = update_company_plans(
-        session,
-        company_id,
-        base_plan_id=base_id,
-        add_on_ids=[*kept, *add_ons],
-        actor=Actor("stripe", base.sub.id if base else None),
-        source="billing",
-        action="billing_sync",
-        version_ids={pid: c.version_id for pid, c in wanted.items() if c.version_id},
+    version_ids = {pid: c.version_id for pid, c in wanted.items() if c.version_id}
+    change = None
+    moved = (
+        base is not None
+        and current_base is not None
+        and current_base.plan_id != base.plan.id
+        and not add_ons
+        and not any(r.role == "add_on" for r in rows)
     )
+    if moved and base is not None and current_base is not None:
+        moved_to = _move_base(session, ctx, company_id, current_base, base)
+        if moved_to is not None:
+            change, new_row = moved_to
+            rows = [r for r in rows if r is not current_base] + [new_row]
+    if change is None and not _plans_match(rows, base_id, [*kept, *add_ons], version_ids):
+        change = update_company_plans(
+            session,
+            company_id,
+            base_plan_id=base_id,
+            add_on_ids=[*kept, *add_ons],
+            actor=Actor("stripe", base.sub.id if base else None),
+            source="billing",
+            action="billing_sync",
+            version_ids=version_ids,
+        )
+        rows = company_plan_rows(session, company_id)
     updated = False
-    for row in company_plan_rows(session, company_id):
+    for row in rows:
         claim = wanted.get(row.plan_id)
         if claim is None:
             continue

@@ -35,6 +35,17 @@ def client_for(daemon: Daemon) -> stripe.StripeClient | None:
         return client
 
 
+_apply_locks: dict[int, threading.Lock] = {}
+
+
+def apply_lock(daemon: Daemon) -> threading.Lock:
+    """One applier per daemon at a time. The kicked worker and the scheduled job would
+    otherwise take the same oldest batch and contend for its customers' locks (waits, and
+    deadlocks that cost a second each to detect); replicas still may, and are handled there."""
+    with _lock:
+        return _apply_locks.setdefault(id(daemon), threading.Lock())
+
+
 class InboxWorker:
     """One applier thread per daemon, woken by each stored webhook.
 
@@ -61,13 +72,14 @@ class InboxWorker:
                 continue
             self._wake.clear()
             try:
-                while apply_pending(
-                    self.daemon.engine,
-                    client_for(self.daemon),
-                    options=apply_options(self.daemon.settings),
-                    limit=500,
-                ).processed:
-                    pass
+                with apply_lock(self.daemon):
+                    while apply_pending(
+                        self.daemon.engine,
+                        client_for(self.daemon),
+                        options=apply_options(self.daemon.settings),
+                        limit=500,
+                    ).processed:
+                        pass
             except Exception:  # keep the thread alive; the scheduled job retries
                 log.exception("stripe_inbox_worker_failed")
         with _lock:

@@ -25,9 +25,12 @@ from sqlmodel import Session, col, select
 
 from ..models import utcnow
 from . import mirror
+from .batch import preload_subscriptions
+from .companies_bulk import ensure_companies
 from .mapping import MappingContext, apply_customer, link_product, sync_company
 from .normalize import JSON, fingerprint, plain
 from .replay import read_cursor, write_cursor
+from .schedules import map_schedule
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +108,8 @@ def apply_page(
     }
     source_id = f"sweep:{created}"
     customers: dict[str, None] = {}
+    schedules: list[Any] = []
+    mapped: list[Any] = []  # customers
     for obj in objects:
         row = existing.get(str(obj["id"]))
         if mirror.compare(row, created, source_id) == "stale":
@@ -122,12 +127,20 @@ def apply_page(
         elif kind == "product" and link_product(session, row):
             ctx._plans.clear()
         elif kind == "customer":
-            apply_customer(session, row)
+            mapped.append(row)
         elif kind == "subscription" and row.customer_id:
             customers[row.customer_id] = None
+        elif kind == "subscription_schedule":
+            schedules.append(row)
     session.flush()
+    ensure_companies(session, [*(m.stripe_id for m in mapped), *customers])
+    for customer in mapped:
+        apply_customer(session, customer)
+    preload_subscriptions(session, ctx, list(customers))
     for customer_id in customers:
         sync_company(session, customer_id, ctx)
+    for schedule in schedules:
+        map_schedule(session, schedule, ctx)
 
 
 def sweep(

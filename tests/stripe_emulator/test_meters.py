@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import stripe
 
+from syncd.stripe_emulator import BackgroundServer
+
 from .conftest import DAY, START
 
 
@@ -59,6 +61,37 @@ def test_identifier_dedupes_and_adjustment_cancels(
     )
     assert adjustment.status == "complete"
     assert total(c, meter.id, cus.id) == 6
+
+
+def test_adjustment_cancels_only_within_24_hours_of_receipt(
+    stripe_client: stripe.StripeClient, server: BackgroundServer, meter: stripe.billing.Meter
+) -> None:
+    c = stripe_client
+    cus = c.v1.customers.create({})
+    send(c, cus.id, "5", "evt-old")
+    server.emulator.clock.set(START + DAY - 1)
+    send(c, cus.id, "7", "evt-new")
+    server.emulator.clock.set(START + DAY)  # evt-old was received exactly 24 h ago
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        c.v1.billing.meter_event_adjustments.create(
+            {"event_name": "api_call", "type": "cancel", "cancel": {"identifier": "evt-old"}}
+        )
+    assert err.value.http_status == 400 and "24 hours" in str(err.value)
+    c.v1.billing.meter_event_adjustments.create(
+        {"event_name": "api_call", "type": "cancel", "cancel": {"identifier": "evt-new"}}
+    )
+    assert total(c, meter.id, cus.id) == 5
+
+
+def test_negative_values_net_in_the_sum(
+    stripe_client: stripe.StripeClient, meter: stripe.billing.Meter
+) -> None:
+    """Stripe: incorrectly recorded usage can also be fixed by recording negative quantities."""
+    c = stripe_client
+    cus = c.v1.customers.create({})
+    send(c, cus.id, "9")
+    send(c, cus.id, "-4")
+    assert total(c, meter.id, cus.id) == 5
 
 
 def test_idempotency_key_replays_instead_of_duplicating(

@@ -117,6 +117,11 @@ def test_upgrade_mid_period_prorates_and_invoices(
     assert invoice.billing_reason == "subscription_update"
     amounts = sorted(line.amount for line in invoice.lines.data)
     assert amounts == [-500, 1500]  # half a period: credit 10.00/2, charge 30.00/2
+    for line in invoice.lines.data:  # Stripe: prorations are subscription item lines
+        assert line.parent is not None and line.parent.type == "subscription_item_details"
+        details = line.parent.subscription_item_details
+        assert details is not None and details.proration and details.invoice_item
+        assert details.subscription_item == sub["items"].data[0].id
     assert invoice.amount_paid == 1000
     event = c.v1.events.list({"type": "customer.subscription.updated"}).data[0]
     previous = event.data.previous_attributes
@@ -139,6 +144,42 @@ def test_create_prorations_land_on_next_invoice(
     assert invoice.billing_reason == "subscription_cycle"
     assert invoice.amount_due == 3000 + 1000  # 3 seats for the new period + net proration
     assert c.v1.invoice_items.list({"customer": sub.customer, "pending": True}).data == []
+
+
+def test_preview_shows_pending_prorations_and_stores_nothing(
+    stripe_client: Client, control: httpx.Client, prices: dict[str, stripe.Price]
+) -> None:
+    c = stripe_client
+    sub = c.v1.subscriptions.create({"customer": customer(c).id, "items": [{"price": prices["basic"].id}]})
+    period_end = sub["items"].data[0].current_period_end
+    advance(control, seconds=(period_end - START) // 2)
+    item = sub["items"].data[0].id
+    c.v1.subscriptions.update(sub.id, {"items": [{"id": item, "price": prices["pro"].id}]})
+    invoices = [i.id for i in c.v1.invoices.list({"subscription": sub.id}).data]
+    preview = c.v1.invoices.create_preview({"subscription": sub.id})
+    prorations = [
+        line.amount
+        for line in preview.lines.data
+        if line.parent is not None
+        and line.parent.subscription_item_details is not None
+        and line.parent.subscription_item_details.proration
+    ]
+    assert sorted(prorations) == [-500, 1500]
+    assert preview.amount_due == 3000 + 1000 and preview.status == "draft"
+    assert str(preview.id).startswith("upcoming_in_") and preview.period_end == period_end
+    assert all(str(line.id).startswith("il_tmp_") for line in preview.lines.data)
+    assert [i.id for i in c.v1.invoices.list({"subscription": sub.id}).data] == invoices
+    assert len(c.v1.invoice_items.list({"customer": sub.customer, "pending": True}).data) == 2
+    advance(control, days=20)
+    renewal = c.v1.invoices.list({"subscription": sub.id}).data[0]
+    assert renewal.amount_due == preview.amount_due
+    assert sorted(line.amount for line in renewal.lines.data) == sorted(
+        line.amount for line in preview.lines.data
+    )
+    c.v1.subscriptions.update(sub.id, {"cancel_at_period_end": True})
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        c.v1.invoices.create_preview({"customer": str(sub.customer)})
+    assert err.value.code == "invoice_upcoming_none"
 
 
 def test_add_on_item_and_removal(

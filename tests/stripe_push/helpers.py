@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from syncd.catalog import apply_catalog, loads
 from syncd.db import session_scope
-from syncd.models import CompanyPlan, Plan, PlanVersion
+from syncd.models import CompanyPlan, Plan, PlanPrice, PlanVersion
 from syncd.stripe_push.push import PushResult, push
 from tests.stripe_sync.harness import World
 
@@ -16,6 +16,7 @@ CATALOG = """
 [settings]
 initial_plan = "free"
 fallback_plan = "free"
+proration_behavior = "{proration}"
 
 [[features]]
 key = "reports"
@@ -57,8 +58,10 @@ def catalog(
     pro_year: int = 49000,
     migration: str = "leave",
     exclude: list[str] | None = None,
+    proration: str = "create_prorations",
 ) -> None:
     text = CATALOG.format(
+        proration=proration,
         pro_month=pro_month,
         pro_year=pro_year,
         migration=migration,
@@ -90,3 +93,34 @@ def versions(world: World, plan_key: str) -> dict[int, str]:
 def company_rows(world: World) -> list[CompanyPlan]:
     with Session(world.engine) as session:
         return list(session.exec(select(CompanyPlan)).all())
+
+
+def price_of(world: World, version: int, interval: str = "month") -> str:
+    with Session(world.engine) as session:
+        row = session.exec(
+            select(PlanPrice)
+            .join(PlanVersion)
+            .where(col(PlanVersion.version) == version, col(PlanPrice.interval) == interval)
+        ).first()
+        assert row is not None and row.stripe_price_id
+        return row.stripe_price_id
+
+
+def subscribe(world: World, name: str, price: str) -> tuple[str, str]:
+    customer = world.customer(name=name)
+    sub = world.client.v1.subscriptions.create({"customer": customer, "items": [{"price": price}]})
+    return customer, str(sub.id)
+
+
+def item_price(world: World, sub_id: str) -> str:
+    sub = world.client.v1.subscriptions.retrieve(sub_id)
+    return str(sub["items"].data[0].price.id)
+
+
+def version_of(world: World, customer: str) -> int:
+    row = world.company(customer).billing_base
+    assert row is not None
+    with Session(world.engine) as session:
+        version = session.get(PlanVersion, row.plan_version_id)
+        assert version is not None
+        return version.version

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlmodel import Session, col, select
 
+from syncd.apikeys import create_key
 from syncd.db import session_scope
 from syncd.models import StripeMeterBatch, UsageEvent
 from syncd.services.companies import upsert_company
 from syncd.services.metering import TrackInput, track_events
-from syncd.stripe_push.flush import FlushResult, _send_one, cancel_usage, flush_usage, stage
+from syncd.stripe_push.flush import FlushResult, _send_one, flush_usage, stage
 from syncd.stripe_push.meters import metered_events
 from tests.stripe_sync.harness import World
 
@@ -124,17 +126,113 @@ def test_usage_older_than_35_days_is_skipped_and_recorded(world: World) -> None:
     assert stripe_total(world, cus_a) == 3
 
 
-def test_correction_cancels_and_restages(world: World) -> None:
-    catalog(world)
-    a, cus_a = company(world, "A")
-    track(world, a, [4, 6, -2], hours_ago=[1.2, 1.1, 1.05])
-    flush(world)
-    assert stripe_total(world, cus_a) == 8  # a negative delta nets within its window
+class Ingest:
+    """``POST /batch`` on the world's daemon with a secret key, dated by ``sent_at``."""
+
+    def __init__(self, world: World) -> None:
+        with session_scope(world.engine) as session:
+            key = create_key(session, "secret", name="corrections")[1]
+        self.world = world
+        self.http = httpx.Client(base_url=world.url, headers={"X-Schematic-Api-Key": key}, timeout=30)
+
+    def track(self, customer: str, quantity: int, at: datetime) -> None:
+        event = {
+            "type": "track",
+            "body": {"event": "api_call", "company": {"stripe_customer_id": customer}, "quantity": quantity},
+            "sent_at": at.isoformat(),
+            "trusted_client_clock": True,
+        }
+        response = self.http.post("/batch", json={"events": [event]})
+        assert response.status_code == 200, response.text
+
+
+def hourly(world: World, company_id: str, customer: str) -> tuple[dict[int, float], dict[int, int]]:
+    """(Stripe's per-hour sums, the local per-hour sums), over the last 3 days, non-zero hours."""
+    meter = next(m for m in world.client.v1.billing.meters.list().data if m.event_name == "api_call")
+    start = world.now // 3600 * 3600 - 3 * 86400
+    summaries = world.client.v1.billing.meters.event_summaries.list(
+        meter.id,
+        {
+            "customer": customer,
+            "start_time": start,
+            "end_time": start + 4 * 86400,
+            "value_grouping_window": "hour",
+        },
+    )
+    stripe_hours = {
+        s.start_time: s.aggregated_value for s in summaries.auto_paging_iter() if s.aggregated_value
+    }
+    local: dict[int, int] = {}
     with Session(world.engine) as session:
-        wrong = session.exec(select(UsageEvent).where(col(UsageEvent.quantity) == 6)).one()
-    assert cancel_usage(world.engine, world.client, [int(wrong.id or 0)]) == 1
+        for row in session.exec(select(UsageEvent).where(col(UsageEvent.company_id) == company_id)).all():
+            hour = int(row.occurred_at.replace(tzinfo=UTC).timestamp()) // 3600 * 3600
+            local[hour] = local.get(hour, 0) + row.quantity
+    return stripe_hours, {h: v for h, v in local.items() if v}
+
+
+def test_correction_after_the_cancel_window_is_a_negative_meter_event(world: World) -> None:
+    correction_after_the_cancel_window(world)
+
+
+def test_correction_after_the_cancel_window_on_postgres(pg_world: World) -> None:
+    correction_after_the_cancel_window(pg_world)
+
+
+def correction_after_the_cancel_window(world: World) -> None:
+    """A correction of usage Stripe received days ago, through the SDK ingest path."""
+    catalog(world)
+    customer = world.customer(name="A")
+    ingest = Ingest(world)
+    hour_ago = to_dt(world.now) - timedelta(minutes=50)
+    ingest.track(customer, 4, hour_ago)
+    ingest.track(customer, 6, hour_ago)
+    ingest.track(customer, 3, hour_ago - timedelta(hours=2))
+    assert flush(world).sent == 2
+    company_id = world.company(customer).id
+    assert stripe_total(world, customer) == local_total(world, company_id) == 13
+
+    world.advance(2)  # past Stripe's 24-hour cancel window
+    ingest.track(customer, -6, hour_ago)  # the 6 was wrong
+    result = flush(world)
+    assert result.sent == 1 and result.corrections == 1 and result.error is None
+    assert stripe_total(world, customer) == local_total(world, company_id) == 7
+    stripe_hours, local_hours = hourly(world, company_id, customer)
+    assert stripe_hours == local_hours and sorted(local_hours.values()) == [3, 4]
+    assert not any(e["_canceled"] for e in world.emu.meter_events)  # no adjustment was made
+    assert flush(world).sent == 0
+
+
+def test_correction_nets_with_unflushed_usage_of_its_hour(world: World) -> None:
+    catalog(world)
+    customer = world.customer(name="A")
+    ingest = Ingest(world)
+    at = to_dt(world.now) - timedelta(minutes=30)
+    ingest.track(customer, 10, at)
     flush(world)
-    assert stripe_total(world, cus_a) == 2
+    ingest.track(customer, 5, at)  # not flushed yet ...
+    ingest.track(customer, -8, at)  # ... when the correction comes: one meter event of -3
+    result = flush(world)
+    assert result.sent == 1 and result.corrections == 1
+    with Session(world.engine) as session:
+        values = sorted(b.value for b in session.exec(select(StripeMeterBatch)).all())
+    assert values == [-3, 10]
+    company_id = world.company(customer).id
+    assert stripe_total(world, customer) == local_total(world, company_id) == 7
+    ingest.track(customer, -7, at)  # cancelling the rest leaves 0 in Stripe too
+    flush(world)
+    assert stripe_total(world, customer) == local_total(world, company_id) == 0
+
+
+def test_correction_older_than_35_days_is_skipped_and_recorded(world: World) -> None:
+    catalog(world)
+    customer = world.customer(name="A")
+    ingest = Ingest(world)
+    ingest.track(customer, 2, to_dt(world.now) - timedelta(hours=1))
+    flush(world)
+    ingest.track(customer, -1, to_dt(world.now) - timedelta(days=36))
+    result = flush(world)
+    assert result.sent == 0 and result.skipped == 1
+    assert stripe_total(world, customer) == 2  # Stripe refuses such timestamps: logged, kept
 
 
 def test_identifier_dedupe_when_idempotency_key_is_gone(world: World) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import billing
+from ..clock import period_boundary
 from ..errors import StripeAPIError, card_declined
+from ..lifecycle import LIVE, usage_lines
 from ..listing import LIST_PARAMS, created_filter, paginate
 from ..routing import ApiCall, ApiRoute, retrieve
 from ..store import JSON, public
+from ..subscribing import is_metered, items_of
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -93,7 +96,50 @@ def list_invoice_items(emu: Emulator, call: ApiCall) -> JSON:
     return paginate(items, p, "/v1/invoiceitems", emu.render)
 
 
+def _upcoming_none(customer: str) -> StripeAPIError:
+    return StripeAPIError(400, f"No upcoming invoices for customer: {customer}", code="invoice_upcoming_none")
+
+
+def create_preview(emu: Emulator, call: ApiCall) -> JSON:
+    """The subscription's next renewal invoice as it stands: the next period's licensed items
+    at their current prices, the current period's metered usage, and pending invoice items
+    (prorations from ``create_prorations`` updates). Only ``customer``/``subscription`` are
+    modelled (not ``subscription_details``' what-if changes)."""
+    p = call.params(("customer", "subscription", "expand"))
+    sub_id, customer = p.string("subscription"), p.string("customer")
+    if sub_id is not None:
+        sub = emu.store.get("subscription", sub_id, "subscription")
+        if customer is not None and sub["customer"] != customer:
+            raise StripeAPIError(400, f"Subscription {sub_id} does not belong to customer {customer}.")
+    elif customer is not None:
+        emu.store.get("customer", customer, "customer")
+        live = [s for s in emu.store.all("subscription") if s["customer"] == customer and s["status"] in LIVE]
+        if len(live) != 1:
+            raise _upcoming_none(customer)
+        sub = live[0]
+    else:
+        raise StripeAPIError(
+            400, "Missing required param: customer or subscription.", code="parameter_missing"
+        )
+    if sub["status"] not in LIVE or sub["cancel_at_period_end"]:
+        raise _upcoming_none(sub["customer"])
+    start, end = sub["_period_start"], sub["_period_end"]
+    if sub["status"] == "trialing":
+        next_end = period_boundary(end, sub["_interval"], sub["_interval_count"], 1)
+    else:
+        next_end = period_boundary(
+            sub["_anchor"], sub["_interval"], sub["_interval_count"], sub["_cycle"] + 2
+        )
+    lines = [
+        billing.subscription_line(emu, sub, item, start=end, end=next_end)
+        for item in items_of(emu, sub)
+        if not is_metered(emu.store.objects[item["price"]])
+    ] + usage_lines(emu, sub, start, end)
+    return emu.render(billing.preview_invoice(emu, sub, lines))
+
+
 ROUTES = [
+    ApiRoute("POST", "/v1/invoices/create_preview", create_preview),
     ApiRoute("GET", "/v1/invoices", list_invoices),
     ApiRoute("GET", "/v1/invoices/{id}", retrieve("invoice")),
     ApiRoute("POST", "/v1/invoices/{id}/pay", pay_invoice),

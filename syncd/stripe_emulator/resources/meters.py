@@ -19,6 +19,8 @@ __all__ = ["ROUTES"]
 
 #: Stripe enforces identifier uniqueness over a rolling window of at least 24 hours.
 DEDUPE_WINDOW = DAY
+#: Meter event adjustments can cancel an event only within 24 hours of its receipt.
+CANCEL_WINDOW = DAY
 #: Meter event timestamps must be within the past 35 days or up to 5 minutes ahead.
 MAX_PAST, MAX_FUTURE = 35 * DAY, 300
 
@@ -185,6 +187,14 @@ def create_adjustment(emu: Emulator, call: ApiCall) -> JSON:
     if not matches:
         raise invalid_param(
             "cancel[identifier]", f"No meter event found with identifier '{identifier}'.", "resource_missing"
+        )
+    now = emu.now()
+    matches = [e for e in matches if now - e["created"] < CANCEL_WINDOW]
+    if not matches:
+        # Stripe: "You can only cancel events within 24 hours of Stripe receiving them."
+        raise invalid_param(
+            "cancel[identifier]",
+            f"The meter event '{identifier}' was received over 24 hours ago: it can no longer be canceled.",
         )
     for event in matches:
         event["_canceled"] = True
