@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -57,9 +57,6 @@ class GroupCommitter:
         self._notify = notify
         # Usage-only changes skip reading the change log back: the store is told directly.
         self._usage_moved = usage_moved
-        # One connection kept while groups follow each other (returned when the queue runs
-        # dry or a write fails): saves a pool checkout and its pre-ping round trip per group.
-        self._conn: Connection | None = None
         self._queue: list[tuple[TrackJob, asyncio.Future[TrackOutcome]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -91,9 +88,6 @@ class GroupCommitter:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await run_in_threadpool(conn.close)
 
     def _write_group(self, jobs: list[TrackJob]) -> list[TrackOutcome | BaseException]:
         try:
@@ -115,9 +109,7 @@ class GroupCommitter:
         subscriptions: dict[str, Subscription | None] = {}
         for job in jobs:
             subscriptions.update(job.subscriptions)
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        with Session(self._conn, expire_on_commit=False) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             try:
                 outcomes = track_batches(session, [job.inputs for job in jobs], subscriptions, now)
                 for job, outcome in zip(jobs, outcomes, strict=True):
@@ -125,11 +117,7 @@ class GroupCommitter:
                         consume_tracked(session, outcome, _lookup(job.credits), now)
                 session.commit()
             except BaseException:
-                conn, self._conn = self._conn, None
-                try:
-                    session.rollback()
-                finally:
-                    conn.close()  # a fresh (pre-pinged) connection for the next attempt
+                session.rollback()
                 raise
             usage_only = usage_only_changes(session)
             changed = take_entitlement_changes(session)
