@@ -136,8 +136,9 @@ def _follow(daemon: Daemon) -> None:
             session.commit()
             return
         cursor = int(row.value or 0)
+        # Plain rows, not ORM objects: tracked usage logs hundreds of rows a second.
         changes = session.exec(
-            select(ChangeLog)
+            select(ChangeLog.id, ChangeLog.topic, ChangeLog.company_id)
             .where(col(ChangeLog.id) > cursor)
             .order_by(col(ChangeLog.id))
             .limit(_FOLLOW_BATCH)
@@ -146,8 +147,8 @@ def _follow(daemon: Daemon) -> None:
         if daemon.scheduler.get_job(BOUNDARIES) is None:
             arm_boundaries(daemon, utcnow())  # never left unarmed (e.g. after a misfire)
         return
-    everyone = any(c.company_id is None and c.topic == ENTITLEMENTS_CHANGED for c in changes)
-    ids = None if everyone else sorted({c.company_id for c in changes if c.company_id})
+    everyone = any(cid is None and topic == ENTITLEMENTS_CHANGED for _, topic, cid in changes)
+    ids = None if everyone else sorted({cid for _, _, cid in changes if cid})
     now = utcnow()
     if ids is None or ids:
         audience_service.reevaluate(daemon.engine, ids, now, audience_service.default_loader())
@@ -157,7 +158,7 @@ def _follow(daemon: Daemon) -> None:
         arm_boundaries(daemon, upcoming)
     with Session(daemon.engine) as session:
         row = session.get(SyncCursor, FOLLOW_CURSOR) or SyncCursor(name=FOLLOW_CURSOR)
-        row.value, row.updated_at = str(changes[-1].id), utcnow()
+        row.value, row.updated_at = str(changes[-1][0]), utcnow()
         session.add(row)
         session.commit()
 

@@ -56,5 +56,13 @@ def create_app(daemon: Daemon) -> Starlette:
         for listener in listeners:
             listener(changed)
 
-    app.state.group_committer = GroupCommitter(daemon.engine, notify)
+    # Tracked usage (the ingest hot path): the store marks the companies itself instead of
+    # reading the change log back after every group commit.
+    def usage_moved(changed: frozenset[str]) -> None:
+        daemon.store.usage_moved(changed)
+        for listener in listeners:
+            if listener is not follow:
+                listener(changed)
+
+    app.state.group_committer = GroupCommitter(daemon.engine, notify, usage_moved)
     return app

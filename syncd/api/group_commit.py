@@ -27,7 +27,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from ..engine.wire import Subscription
-from ..services.changes import Changed, take_entitlement_changes
+from ..services.changes import Changed, take_entitlement_changes, usage_only_changes
 from ..services.ingest import consume_tracked
 from ..services.metering import TrackInput, TrackOutcome, track_batches
 
@@ -47,9 +47,16 @@ class TrackJob:
 
 
 class GroupCommitter:
-    def __init__(self, engine: Engine, notify: Callable[[Changed], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        notify: Callable[[Changed], None],
+        usage_moved: Callable[[frozenset[str]], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._notify = notify
+        # Usage-only changes skip reading the change log back: the store is told directly.
+        self._usage_moved = usage_moved
         self._queue: list[tuple[TrackJob, asyncio.Future[TrackOutcome]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -112,10 +119,14 @@ class GroupCommitter:
             except BaseException:
                 session.rollback()
                 raise
+            usage_only = usage_only_changes(session)
             changed = take_entitlement_changes(session)
         if changed is not None:
             try:
-                self._notify(changed)
+                if self._usage_moved is not None and changed != "all" and changed <= usage_only:
+                    self._usage_moved(changed)
+                else:
+                    self._notify(changed)
             except Exception:  # committed already: following must not fail the requests
                 log.exception("entitlements_listener_failed")
         return outcomes

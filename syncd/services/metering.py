@@ -25,6 +25,7 @@ from ..engine.periods import event_buckets
 from ..engine.wire import Subscription
 from ..models import CompanyMetric, EventIdempotency, UsageEvent
 from .changes import usage_changed
+from .pgarray import plain_array, text_array, ts_array
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 _USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
@@ -147,13 +148,13 @@ def _write_usage_pg(
         _PG_USAGE_INSERT,
         {
             "received_at": now,
-            "c": [e.company_id for e in accepted],
-            "u": [e.user_id for e in accepted],
-            "e": [e.event_subtype for e in accepted],
-            "q": [e.quantity for e in accepted],
-            "o": [e.occurred_at for e in accepted],
-            "k": [e.idempotency_key for e in accepted],
-            "b": [e.backfill for e in accepted],
+            "c": text_array(e.company_id for e in accepted),
+            "u": text_array(e.user_id for e in accepted),
+            "e": text_array(e.event_subtype for e in accepted),
+            "q": plain_array(e.quantity for e in accepted),
+            "o": ts_array(e.occurred_at for e in accepted),
+            "k": text_array(e.idempotency_key for e in accepted),
+            "b": "{" + ",".join("t" if e.backfill else "f" for e in accepted) + "}",
         },
     )
     keys = sorted(totals)  # concurrent transactions lock shared counter rows in one order
@@ -161,12 +162,12 @@ def _write_usage_pg(
         _PG_COUNTER_UPSERT,
         {
             "now": now,
-            "c": [k[0] for k in keys],
-            "e": [k[1] for k in keys],
-            "p": [k[2] for k in keys],
-            "m": [k[3] for k in keys],
-            "s": [k[4] for k in keys],
-            "v": [totals[k] for k in keys],
+            "c": text_array(k[0] for k in keys),
+            "e": text_array(k[1] for k in keys),
+            "p": text_array(k[2] for k in keys),
+            "m": text_array(k[3] for k in keys),
+            "s": ts_array(k[4] for k in keys),
+            "v": plain_array(totals[k] for k in keys),
         },
     )
 

@@ -218,22 +218,37 @@ class EntitlementStore:
                 for cid in known:
                     self._usage_stale.pop(cid, None)
                     self._expire_at(cid, 0.0)
-                for cid in usage - ids:
-                    if cid not in self._keys_of:
-                        ids.add(cid)  # not known here yet: load it like any new company
-                        continue
-                    before = self._valid_until.get(cid, 0.0)
-                    if before > 0.0:  # valid apart from usage (else a reload is due already)
-                        # Checks reload it on demand (read-your-writes); the timer refreshes
-                        # it at most once per USAGE_REFRESH_S, so a stream of tracked events
-                        # costs one reload per company per interval, not one per batch.
-                        self._usage_stale[cid] = before
-                        self._valid_until[cid] = 0.0
-                        heapq.heappush(self._expiry, (now_ts + USAGE_REFRESH_S, cid))
+                ids |= self._mark_usage(usage - ids, now_ts)
                 if ids - known:
                     self.reload(ids - known)  # new companies must be findable by key at once
             self.cursor = max(self.cursor, rows[-1][0] or 0)
         return len(rows)
+
+    def _mark_usage(self, company_ids: Iterable[str], now_ts: float) -> set[str]:
+        """Mark companies whose usage moved; returns those not known here (to be loaded)."""
+        unknown: set[str] = set()
+        for cid in company_ids:
+            if cid not in self._keys_of:
+                unknown.add(cid)  # not known here yet: load it like any new company
+                continue
+            before = self._valid_until.get(cid, 0.0)
+            if before > 0.0:  # valid apart from usage (else a reload is due already)
+                # Checks reload it on demand (read-your-writes); the timer refreshes it at
+                # most once per USAGE_REFRESH_S, so a stream of tracked events costs one
+                # reload per company per interval, not one per batch.
+                self._usage_stale[cid] = before
+                self._valid_until[cid] = 0.0
+                heapq.heappush(self._expiry, (now_ts + USAGE_REFRESH_S, cid))
+        return unknown
+
+    def usage_moved(self, company_ids: Iterable[str]) -> None:
+        """This process just committed tracked usage for these (known) companies: mark them
+        as ``follow`` would, without reading the change log back (the follower timer still
+        reads those rows later; marking twice is harmless)."""
+        with self._lock:
+            unknown = self._mark_usage(company_ids, self._clock().timestamp())
+        if unknown:
+            self.follow()
 
     def refresh_expired(self) -> int:
         """Reload companies whose snapshot validity has passed (time crossed a boundary)."""
