@@ -241,9 +241,14 @@ def engine_rows(quick: bool, base: Baselines) -> list[Row]:
 
 def recompute_rows(quick: bool) -> list[Row]:
     n = 200 if quick else 100_000
-    out = run_script(["bench/bench_recompute.py", "--companies", str(n)], timeout=300 if quick else 3600)
+    # --everyone: every plan gets a new version, so every company moves and is recomputed.
+    out = run_script(
+        ["bench/bench_recompute.py", "--companies", str(n), "--everyone"], timeout=300 if quick else 3600
+    )
     total = grab(r"every snapshot recomputed:\s*([\d.,]+) s", out)
-    note = f"{n:,} companies on Postgres" + (" (quick: the target is for 100,000)" if quick else "")
+    note = f"{n:,} companies on Postgres, all moved by the publish" + (
+        " (quick: the target is for 100,000)" if quick else ""
+    )
     return [Row("#3", "recompute 100,000 companies after a plan publish", total, "s", 20, False, note=note)]
 
 
