@@ -14,7 +14,7 @@ from sqlmodel import Session, col, func, select
 
 from ..engine.credits import LedgerEntry
 from ..exceptions import ConflictError, ValidationError
-from ..models import Company, CreditGrant, CreditType
+from ..models import Company, CreditGrant
 from .audit import SYSTEM, Actor, record, snapshot
 from .changes import entitlements_changed
 from .common import FIRST_PAGE, Page, require
@@ -95,6 +95,3 @@ def zero_out_grant(
     entitlements_changed(session, [row.company_id])
     return row
 
-
-def credit_type(session: Session, credit_id: str) -> CreditType:
-    return require(session, CreditType, credit_id, "credit")
