@@ -18,7 +18,7 @@ from . import ticks
 from .boundaries import apply_due, next_boundary
 from .models import BoundaryMark, ChangeLog, EventIdempotency, SchedulerRun, SyncCursor, utcnow
 from .services import audiences as audience_service
-from .services.changes import ENTITLEMENTS_CHANGED
+from .services.changes import ENTITLEMENTS_CHANGED, expand
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -138,7 +138,7 @@ def _follow(daemon: Daemon) -> None:
         cursor = int(row.value or 0)
         # Plain rows, not ORM objects: tracked usage logs hundreds of rows a second.
         changes = session.exec(
-            select(ChangeLog.id, ChangeLog.topic, ChangeLog.company_id)
+            select(ChangeLog.id, ChangeLog.topic, ChangeLog.company_id, ChangeLog.payload)
             .where(col(ChangeLog.id) > cursor)
             .order_by(col(ChangeLog.id))
             .limit(_FOLLOW_BATCH)
@@ -147,8 +147,9 @@ def _follow(daemon: Daemon) -> None:
         if daemon.scheduler.get_job(BOUNDARIES) is None:
             arm_boundaries(daemon, utcnow())  # never left unarmed (e.g. after a misfire)
         return
-    everyone = any(cid is None and topic == ENTITLEMENTS_CHANGED for _, topic, cid in changes)
-    ids = None if everyone else sorted({cid for _, _, cid in changes if cid})
+    expanded = [c for _, topic, cid, payload in changes for c in expand(topic, cid, payload)]
+    everyone = any(cid is None and topic == ENTITLEMENTS_CHANGED for topic, cid, _ in expanded)
+    ids = None if everyone else sorted({cid for _, cid, _ in expanded if cid})
     now = utcnow()
     if ids is None or ids:
         audience_service.reevaluate(daemon.engine, ids, now, audience_service.default_loader())

@@ -18,7 +18,7 @@ import datetime as dt
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from .exceptions import PluginError, SyncdError
 from .hookspecs import Change
 from .models import ChangeLog, SyncCursor, utcnow
 from .plugins import Plugins
+from .services.changes import expand
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -176,18 +177,25 @@ class PublishPump:
                     .order_by(_LOG.c.id)
                     .limit(self.batch_size)
                 ).all()
-                changes = [_change(*row) for row in rows]
-            if not changes:
+                # A usage.changed row stands for one change per company (same seq): adapters
+                # see one entitlements.changed change per company, as for any other write.
+                changes = [
+                    _change(seq, topic_, cid, created_at, payload_)
+                    for seq, topic, company_id, created_at, payload in rows
+                    for topic_, cid, payload_ in expand(topic, company_id, payload)
+                ]
+            if not rows:
                 self._observe(adapter.name, None)
                 return total
-            if not self._attempt(adapter, "publish", adapter.publish, changes=changes):
+            if changes and not self._attempt(adapter, "publish", adapter.publish, changes=changes):
                 self._observe(adapter.name, cursor)
                 return total
-            self._save_cursor(adapter.name, changes[-1].seq)
+            last = rows[-1][0]
+            self._save_cursor(adapter.name, last)
             self.published.labels(adapter.name).inc(len(changes))
             total += len(changes)
-            if len(changes) < self.batch_size or time.monotonic() > deadline:
-                self._observe(adapter.name, None if len(changes) < self.batch_size else changes[-1].seq)
+            if len(rows) < self.batch_size or time.monotonic() > deadline:
+                self._observe(adapter.name, None if len(rows) < self.batch_size else last)
                 return total
 
     def _attempt(self, adapter: _Adapter, what: str, hook: Callable[..., Any], **kwargs: Any) -> bool:
@@ -252,7 +260,7 @@ def _change(
     topic: str,
     company_id: str | None,
     created_at: dt.datetime,
-    payload: dict[str, Any] | None,
+    payload: Mapping[str, Any] | None,
 ) -> Change:
     assert seq is not None
     return Change(

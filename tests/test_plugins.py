@@ -20,9 +20,10 @@ from syncd.daemon import Daemon
 from syncd.db import session_scope
 from syncd.exceptions import StartupError
 from syncd.hookspecs import Change, hookimpl
+from syncd.models import ChangeLog
 from syncd.plugins import BUILTIN, Plugins
 from syncd.publish import PublishPump
-from syncd.services.changes import entitlements_changed, record_event
+from syncd.services.changes import USAGE_CHANGED, entitlements_changed, record_event, usage_changed
 
 from .cli_helpers import ROOT, run_cli, syncd_env
 
@@ -232,6 +233,34 @@ def test_batches_are_bounded_ordered_and_carry_events(make_daemon: Any) -> None:
     p.batch_size = 2
     assert p.run("rec") == 5
     assert rec.batches == [[1, 2], [3, 4], [5]]
+
+
+class Keeper(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes: list[Change] = []
+
+    @hookimpl
+    def syncd_publish(self, changes: Sequence[Change]) -> None:
+        self.changes.extend(changes)
+
+
+def test_a_usage_row_reaches_adapters_as_one_change_per_company(make_daemon: Any) -> None:
+    keeper = Keeper()
+    daemon = make_daemon({"keep": keeper})
+    with session_scope(daemon.engine) as session:
+        usage_changed(session, ["comp_a", "comp_b"])
+    with session_scope(daemon.engine) as session:
+        session.add(ChangeLog(topic=USAGE_CHANGED, company_id=None, payload={"company_ids": []}))
+    change(daemon, "comp_c")
+    assert pump(daemon).run("keep") == 3
+    seen = [(c.seq, c.topic, c.company_id, c.payload) for c in keeper.changes]
+    assert seen == [
+        (1, "entitlements.changed", "comp_a", {"usage": True}),
+        (1, "entitlements.changed", "comp_b", {"usage": True}),
+        (3, "entitlements.changed", "comp_c", {}),
+    ]
+    assert pump(daemon).run("keep") == 0  # the empty usage row did not hold the cursor back
 
 
 def test_restart_resumes_from_the_cursor_with_nothing_lost(make_daemon: Any, database_url: str) -> None:

@@ -22,7 +22,7 @@ Once ``"all"`` is recorded, later ids are absorbed by it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import Table, event, insert, text
@@ -41,8 +41,12 @@ _KEY = "syncd.entitlements_changed"  # what this transaction changed (read after
 _EVENTS = "syncd.pending_events"  # domain events not yet written to the log
 _LOGGED = "syncd.logged"  # entitlement changes already written to the log
 _USAGE_ONLY = "syncd.usage_only"  # companies whose only change is usage (counters, events)
-# The change-log payload of a usage-only ``entitlements.changed`` row: followers know the
+# Companies whose only change is tracked usage are logged as ONE ``usage.changed`` row per
+# transaction, ``{"company_ids": [...]}``: ingest commits hundreds of companies a second, and
+# one row per company made every follower re-read them all. Readers expand it with
+# :func:`expand` into usage-only ``entitlements.changed`` changes, whose payload tells them the
 # company's plans, subscription and entitlement definitions are unchanged (only usage moved).
+USAGE_CHANGED = "usage.changed"
 USAGE_PAYLOAD: dict[str, Any] = {"usage": True}
 _CHANGE_LOG: Table = ChangeLog.__table__  # type: ignore[attr-defined]
 # Arbitrary constant naming the change_log commit-order lock among advisory locks.
@@ -134,15 +138,26 @@ def _log_rows(session: OrmSession) -> list[dict[str, Any]]:
         fresh = sorted(changed - logged)
         usage_only: set[str] = session.info.get(_USAGE_ONLY, set())
         rows.extend(
-            {
-                "topic": ENTITLEMENTS_CHANGED,
-                "company_id": cid,
-                "payload": USAGE_PAYLOAD if cid in usage_only else {},
-            }
+            {"topic": ENTITLEMENTS_CHANGED, "company_id": cid, "payload": {}}
             for cid in fresh
+            if cid not in usage_only
         )
+        usage = [cid for cid in fresh if cid in usage_only]
+        if usage:
+            rows.append({"topic": USAGE_CHANGED, "company_id": None, "payload": {"company_ids": usage}})
         session.info[_LOGGED] = logged | set(fresh)
     return rows
+
+
+def expand(
+    topic: str, company_id: str | None, payload: Mapping[str, Any] | None
+) -> list[tuple[str, str | None, Mapping[str, Any]]]:
+    """One change-log row as the changes it stands for: a ``usage.changed`` row becomes a
+    usage-only ``entitlements.changed`` change per company; any other row is itself."""
+    if topic == USAGE_CHANGED:
+        ids = (payload or {}).get("company_ids") or []
+        return [(ENTITLEMENTS_CHANGED, str(cid), USAGE_PAYLOAD) for cid in ids]
+    return [(topic, company_id, payload or {})]
 
 
 @event.listens_for(OrmSession, "before_commit")

@@ -40,7 +40,7 @@ from ..engine.flagcheck import (
 )
 from ..engine.wire import CheckFlagResult, Preflight
 from ..models import ChangeLog
-from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED, USAGE_PAYLOAD
+from ..services.changes import CATALOG_CHANGED, ENTITLEMENTS_CHANGED, USAGE_CHANGED, USAGE_PAYLOAD
 from .catalog_view import CatalogView, load_catalog_view
 from .loader import LoadedCompany, conservative_validity, load_companies
 from .users import KeyConflictError, UserCache
@@ -197,6 +197,8 @@ class EntitlementStore:
         for _, topic, company_id, payload in rows:
             if topic == CATALOG_CHANGED:
                 catalog = True
+            elif topic == USAGE_CHANGED:
+                usage.update((payload or {}).get("company_ids") or ())
             elif topic == ENTITLEMENTS_CHANGED:
                 if company_id is None:
                     everything = True

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, func, select
 
 from syncd.engine.periods import event_buckets
 from syncd.models import ChangeLog, Company, CompanyMetric, UsageEvent
-from syncd.services.changes import USAGE_PAYLOAD
+from syncd.services.changes import USAGE_CHANGED, USAGE_PAYLOAD, expand
 
 from .conftest import ApiServer, unique
 
@@ -155,10 +155,12 @@ def test_tracked_usage_is_logged_as_usage_only(demo_api: ApiServer) -> None:
     with demo_api.http("secret") as http:
         assert http.post("/batch", json={"events": [_track(keys, 1)]}).status_code == 200
         with Session(demo_api.daemon.engine) as session:
-            last = session.exec(
-                select(ChangeLog).where(col(ChangeLog.company_id) == cid).order_by(col(ChangeLog.id).desc())
-            ).first()
-        assert last is not None and last.payload == USAGE_PAYLOAD
+            last = session.exec(select(ChangeLog).order_by(col(ChangeLog.id).desc())).first()
+        # One usage.changed row per transaction names every company whose usage moved.
+        assert last is not None and last.topic == USAGE_CHANGED and last.payload == {"company_ids": [cid]}
+        assert expand(last.topic, last.company_id, last.payload) == [
+            ("entitlements.changed", cid, USAGE_PAYLOAD)
+        ]
         # A usage-only change still reaches checks at once (read-your-writes).
         assert http.post("/batch", json={"events": [_track(keys, 4)]}).status_code == 200
         usage = http.post("/flags/api-calls/check", json={"company": keys}).json()["data"]["entitlement"][

@@ -16,7 +16,7 @@ from syncd.db import make_engine, session_scope
 from syncd.models import ChangeLog
 from syncd.services import companies
 from syncd.services.audit import Actor
-from syncd.services.changes import USAGE_PAYLOAD, entitlements_changed, usage_changed
+from syncd.services.changes import USAGE_CHANGED, USAGE_PAYLOAD, entitlements_changed, expand, usage_changed
 from syncd.services.metering import TrackInput, track_batches
 from syncd.state import EntitlementStore
 
@@ -37,10 +37,19 @@ def store(database_url: str) -> Iterator[EntitlementStore]:
     engine.dispose()
 
 
-def _last_payloads(store: EntitlementStore) -> dict[str, dict[str, object]]:
+def _rows(store: EntitlementStore) -> list[ChangeLog]:
     with Session(store._engine) as session:
-        rows = session.exec(select(ChangeLog).where(col(ChangeLog.id) > 0).order_by(col(ChangeLog.id))).all()
-    return {str(r.company_id): dict(r.payload or {}) for r in rows if r.company_id}
+        return list(session.exec(select(ChangeLog).where(col(ChangeLog.id) > 0).order_by(col(ChangeLog.id))))
+
+
+def _last_payloads(store: EntitlementStore) -> dict[str, dict[str, object]]:
+    """Each company's last change, as readers see it (a usage.changed row expanded)."""
+    return {
+        str(cid): dict(payload)
+        for r in _rows(store)
+        for _, cid, payload in expand(r.topic, r.company_id, r.payload)
+        if cid
+    }
 
 
 def test_usage_only_rows_and_upgrade_to_a_full_change(store: EntitlementStore) -> None:
@@ -52,6 +61,10 @@ def test_usage_only_rows_and_upgrade_to_a_full_change(store: EntitlementStore) -
     payloads = _last_payloads(store)
     assert payloads[a] == USAGE_PAYLOAD
     assert payloads[b] == {}
+    # Usage-only companies share one row per transaction, however many there are.
+    last = _rows(store)[-2:]
+    assert [(r.topic, r.company_id) for r in last] == [("entitlements.changed", b), (USAGE_CHANGED, None)]
+    assert last[1].payload == {"company_ids": [a]}
 
 
 def test_store_follows_usage_without_reloading_definitions(store: EntitlementStore) -> None:

@@ -17,6 +17,7 @@ from syncd.db import make_engine, session_scope
 from syncd.hookspecs import Change
 from syncd.models import ChangeLog, WebhookDelivery, WebhookEndpoint, utcnow
 from syncd.services import webhooks
+from syncd.services.changes import expand
 from syncd.webhooks_out.config import WebhookSettings
 from syncd.webhooks_out.delivery import OPEN, Sender, deliver_round
 from syncd.webhooks_out.enqueue import publish
@@ -108,7 +109,12 @@ def add_endpoint(engine: Engine, url: str, types: Sequence[str], **kwargs: Any) 
 def changes_after(engine: Engine, seq: int = 0) -> list[Change]:
     with Session(engine) as session:
         rows = session.exec(select(ChangeLog).where(col(ChangeLog.id) > seq).order_by(col(ChangeLog.id)))
-        return [Change(r.id or 0, r.topic, r.company_id, r.created_at, r.payload) for r in rows]
+        # As the publish pump hands them to adapters: a usage.changed row expanded per company.
+        return [
+            Change(r.id or 0, topic, cid, r.created_at, dict(payload))
+            for r in rows
+            for topic, cid, payload in expand(r.topic, r.company_id, r.payload)
+        ]
 
 
 def publish_changes(engine: Engine, changes: Sequence[Change], now: dt.datetime | None = None) -> int:
