@@ -287,21 +287,23 @@ def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
     }
 
 
+def catalog_daemon(database_url: str, data_dir: str) -> Daemon:
+    """A prepared in-process daemon (no HTTP) on ``database_url`` with the bench catalog."""
+    settings = load_settings(
+        None,
+        environ={"SYNCD_DATA_DIR": data_dir, "SYNCD_DATABASE_URL": database_url, "SYNCD_CATALOG_PATH": ""},
+    )
+    daemon = Daemon(settings)
+    daemon.prepare()
+    with session_scope(daemon.engine) as session:
+        apply_catalog(session, loads(CATALOG))
+    return daemon
+
+
 def apply_only(database_url: str, count: int) -> dict[str, float]:
     """Events stored straight into the inbox, then applied by one thread: the applier's cost."""
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(
-            None,
-            environ={
-                "SYNCD_DATA_DIR": data_dir,
-                "SYNCD_DATABASE_URL": database_url,
-                "SYNCD_CATALOG_PATH": "",
-            },
-        )
-        daemon = Daemon(settings)
-        daemon.prepare()
-        with session_scope(daemon.engine) as session:
-            apply_catalog(session, loads(CATALOG))
+        daemon = catalog_daemon(database_url, data_dir)
         evs = events(count, "a")
         with daemon.engine.begin() as conn:
             for event in evs:
@@ -367,18 +369,7 @@ def updates_for(customers: int, count: int) -> list[dict[str, Any]]:
 def sweep_rate(database_url: str, customers: int) -> dict[str, float]:
     """Apply listed pages (customers, then subscriptions) the way the sweep does, no HTTP."""
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(
-            None,
-            environ={
-                "SYNCD_DATA_DIR": data_dir,
-                "SYNCD_DATABASE_URL": database_url,
-                "SYNCD_CATALOG_PATH": "",
-            },
-        )
-        daemon = Daemon(settings)
-        daemon.prepare()
-        with session_scope(daemon.engine) as session:
-            apply_catalog(session, loads(CATALOG))
+        daemon = catalog_daemon(database_url, data_dir)
         ctx = MappingContext(now=utcnow())
         result = SweepResult()
         created = int(time.time())

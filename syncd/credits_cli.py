@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, or_, select
 
 from .config import Settings
-from .exceptions import NotFoundError, ValidationError
+from .exceptions import NotFoundError
 from .models import CreditType, utcnow
 
 
@@ -86,8 +86,6 @@ def cmd_grant(args: argparse.Namespace, settings: Settings, engine: Any) -> int:
     from .services.audit import Actor
     from .services.credit_grants import grant_to_company
 
-    if args.quantity <= 0:
-        raise ValidationError("quantity must be positive", code="invalid_quantity")
     with session_scope(engine) as session:
         row = grant_to_company(
             session,

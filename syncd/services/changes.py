@@ -182,11 +182,10 @@ _PG_INSERT = text(
     " SELECT t, c, CAST(p AS json), :now FROM unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]),"
     " CAST(:p AS text[])) WITH ORDINALITY AS x(t, c, p, n) ORDER BY n"
 )
-_USAGE_JSON = json.dumps(USAGE_PAYLOAD)
 
 
 def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> None:
-    payloads = (_USAGE_JSON if r["payload"] is USAGE_PAYLOAD else json.dumps(r["payload"]) for r in rows)
+    payloads = (json.dumps(r["payload"]) for r in rows)
     session.execute(
         _PG_INSERT,
         {
