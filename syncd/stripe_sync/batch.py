@@ -30,13 +30,14 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 
-from ..models import CompanyPlan, InboxEvent, StripeCustomer, StripeSubscription, utcnow
+from ..models import InboxEvent, utcnow
 from ..stripe_api import is_own_request
 from . import mirror
 from .companies_bulk import ensure_companies
 from .inbox import is_relevant
-from .mapping import MappingContext, apply_customer, link_product, sync_company
+from .mapping import MappingContext, apply_customer, link_product
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
+from .preload import sync_companies
 from .schedules import map_schedule, schedules_of
 
 log = structlog.get_logger(__name__)
@@ -235,44 +236,12 @@ def _map(
             refresh_subscription(
                 session, client, sub_id, ctx, created=item.created, source_id=f"{item.event_id}:sub"
             )
-    preload_subscriptions(session, ctx, list(work.synced))
-    for customer_id in work.synced:
-        sync_company(session, customer_id, ctx)
+    sync_companies(session, ctx, list(work.synced))
     # Schedules are re-judged after their customer's plans moved (one query for the batch).
     schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
     schedules.update(work.schedules)
     for schedule in schedules.values():
         map_schedule(session, schedule, ctx)
-
-
-def preload_subscriptions(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:
-    """The live subscriptions of these customers in one query, for ``claims_for`` to use once
-    each (call right before mapping them: nothing may store subscriptions in between)."""
-    if not customer_ids:
-        return
-    found: dict[str, list[StripeSubscription]] = {cid: [] for cid in customer_ids}
-    rows = session.exec(
-        select(StripeSubscription).where(
-            col(StripeSubscription.customer_id).in_(sorted(found)), col(StripeSubscription.deleted).is_(False)
-        )
-    ).all()
-    for row in rows:
-        if row.customer_id is not None:
-            found[row.customer_id].append(row)
-    ctx._subscriptions.update(found)
-    customers = session.exec(
-        select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(sorted(found)))
-    ).all()
-    plans: dict[str, list[CompanyPlan]] = {c.company_id: [] for c in customers if c.company_id}
-    if plans:
-        query = (
-            select(CompanyPlan)
-            .where(col(CompanyPlan.company_id).in_(sorted(plans)))
-            .order_by(col(CompanyPlan.created_at), col(CompanyPlan.id))
-        )
-        for plan_row in session.exec(query).all():
-            plans[plan_row.company_id].append(plan_row)
-    ctx._company_plans.update(plans)
 
 
 def _mark(session: Session, outcomes: dict[str, str]) -> None:

@@ -76,6 +76,15 @@ class MappingContext:
     _published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
     _credits: dict[str, bool] = field(default_factory=dict)  # version id -> grants credits
     _classified: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # Preloaded for a batch (:mod:`.preload`): customer -> company, and for the companies in
+    # ``_known`` whether they have pending downgrades or plan credit grants (others: ask the DB).
+    _company_of: dict[str, str] = field(default_factory=dict)
+    _known: set[str] = field(default_factory=set)
+    _pending_downgrades: set[str] = field(default_factory=set)
+    _plan_grants: set[str] = field(default_factory=set)
+    _held: list[Any] = field(default_factory=list)  # keeps preloaded rows in the identity map
+    # Set by batch callers that flush once for the whole batch.
+    defer_flush: bool = False
 
     @property
     def now_ts(self) -> int:
@@ -331,7 +340,12 @@ def _plans_match(
 
 
 def _move_base(
-    session: Session, ctx: MappingContext, company_id: str, current: CompanyPlan, claim: Claim
+    session: Session,
+    ctx: MappingContext,
+    company_id: str,
+    current: CompanyPlan,
+    claim: Claim,
+    has_grants: bool | None = None,
 ) -> tuple[PlanChange, CompanyPlan] | None:
     """``update_company_plans`` for the common billing case (one base plan replaced by another,
     no add-ons, no plan credits involved) without its re-reads and intermediate flushes: the
@@ -346,12 +360,17 @@ def _move_base(
         return None
     if _grants_credits(session, ctx, current.plan_version_id):
         return None
-    has_grants = session.exec(
-        select(CreditGrant.id).where(
-            col(CreditGrant.company_id) == company_id, col(CreditGrant.reason).in_(("plan", "rollover"))
+    if has_grants is None:
+        has_grants = (
+            session.exec(
+                select(CreditGrant.id).where(
+                    col(CreditGrant.company_id) == company_id,
+                    col(CreditGrant.reason).in_(("plan", "rollover")),
+                )
+            ).first()
+            is not None
         )
-    ).first()
-    if has_grants is not None:
+    if has_grants:
         return None
     pair = (current.plan_version_id, version_id)
     if pair not in ctx._classified:
@@ -415,7 +434,9 @@ def _grants_credits(session: Session, ctx: MappingContext, version_id: str) -> b
 
 def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:
     """Make the customer's company's billing-managed plans match the mirror. True if changed."""
-    company_id = ensure_company(session, customer_id)
+    company_id = ctx._company_of.pop(customer_id, None) or ensure_company(session, customer_id)
+    known = company_id in ctx._known  # preloaded: its downgrades and grants are in ctx
+    ctx._known.discard(company_id)
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
     rows = ctx._company_plans.pop(company_id, None)
@@ -442,7 +463,8 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
         and not any(r.role == "add_on" for r in rows)
     )
     if moved and base is not None and current_base is not None:
-        moved_to = _move_base(session, ctx, company_id, current_base, base)
+        grants = company_id in ctx._plan_grants if known else None
+        moved_to = _move_base(session, ctx, company_id, current_base, base, grants)
         if moved_to is not None:
             change, new_row = moved_to
             rows = [r for r in rows if r is not current_base] + [new_row]
@@ -473,10 +495,12 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
         updated |= _allocate(session, ctx, company_id, row)
     from ..billing.downgrades import settle  # billing builds on mapping: import late
 
-    settle(session, company_id)  # a schedule's phase change landed: the pending row is done
+    if not known or company_id in ctx._pending_downgrades:
+        settle(session, company_id)  # a schedule's phase change landed: the pending row is done
     if change is None and not updated:
         return False
-    session.flush()
+    if not ctx.defer_flush:
+        session.flush()
     entitlements_changed(session, [company_id])
     if change is None:
         # Plans unchanged, billing details moved (trial status, access_until, quantity):

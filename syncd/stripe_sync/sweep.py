@@ -25,10 +25,10 @@ from sqlmodel import Session, col, select
 
 from ..models import utcnow
 from . import mirror
-from .batch import preload_subscriptions
 from .companies_bulk import ensure_companies
-from .mapping import MappingContext, apply_customer, link_product, sync_company
+from .mapping import MappingContext, apply_customer, link_product
 from .normalize import JSON, fingerprint, plain
+from .preload import sync_companies
 from .replay import read_cursor, write_cursor
 from .schedules import map_schedule
 
@@ -136,9 +136,7 @@ def apply_page(
     ensure_companies(session, [*(m.stripe_id for m in mapped), *customers])
     for customer in mapped:
         apply_customer(session, customer)
-    preload_subscriptions(session, ctx, list(customers))
-    for customer_id in customers:
-        sync_company(session, customer_id, ctx)
+    sync_companies(session, ctx, list(customers))
     for schedule in schedules:
         map_schedule(session, schedule, ctx)
 

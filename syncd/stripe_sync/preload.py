@@ -1,0 +1,94 @@
+"""Everything a batch of customers' mapping reads, loaded with one query per table.
+
+:func:`~.mapping.sync_company` maps one customer; run for each of a batch (a webhook batch, a
+sweep page) it would issue its reads customer by customer: the mirror and company rows, the
+subscriptions, the plan rows, pending downgrades, plan credit grants. :func:`preload` reads
+them for the whole batch at once into the :class:`~.mapping.MappingContext` caches, which
+``sync_company`` consumes (each entry once: call right before mapping, with nothing storing
+subscriptions or plans in between).
+
+The context also holds the loaded rows strongly: the session's identity map is weak, and a
+row dropped from it would be read again on the next ``session.get``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, select
+
+from ..models import Company, CompanyPlan, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
+from .mapping import MappingContext, sync_company
+
+
+def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:
+    """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table)."""
+    if not customer_ids:
+        return
+    wanted = sorted(set(customer_ids))
+    subscriptions: dict[str, list[StripeSubscription]] = {cid: [] for cid in wanted}
+    for sub in session.exec(
+        select(StripeSubscription).where(
+            col(StripeSubscription.customer_id).in_(wanted), col(StripeSubscription.deleted).is_(False)
+        )
+    ).all():
+        if sub.customer_id is not None:
+            subscriptions[sub.customer_id].append(sub)
+            ctx._held.append(sub)
+    ctx._subscriptions.update(subscriptions)
+
+    mirrors = session.exec(select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(wanted))).all()
+    ctx._held.extend(mirrors)
+    named = sorted({m.company_id for m in mirrors if m.company_id})
+    companies = session.exec(select(Company).where(col(Company.id).in_(named))).all() if named else []
+    ctx._held.extend(companies)
+    existing = {c.id for c in companies}
+    # Customers whose company is gone or not linked yet are left to ``ensure_company``.
+    ctx._company_of.update(
+        {m.stripe_id: m.company_id for m in mirrors if m.company_id and m.company_id in existing}
+    )
+    if not existing:
+        return
+    ids = sorted(existing)
+    plans: dict[str, list[CompanyPlan]] = {cid: [] for cid in ids}
+    query = (
+        select(CompanyPlan)
+        .where(col(CompanyPlan.company_id).in_(ids))
+        .order_by(col(CompanyPlan.created_at), col(CompanyPlan.id))
+    )
+    for row in session.exec(query).all():
+        plans[row.company_id].append(row)
+        ctx._held.append(row)
+    ctx._company_plans.update(plans)
+
+    ctx._known.update(ids)
+    ctx._pending_downgrades.update(
+        session.exec(
+            select(ScheduledDowngrade.company_id).where(
+                col(ScheduledDowngrade.company_id).in_(ids), col(ScheduledDowngrade.status) == "pending"
+            )
+        ).all()
+    )
+    ctx._plan_grants.update(
+        session.exec(
+            select(CreditGrant.company_id).where(
+                col(CreditGrant.company_id).in_(ids), col(CreditGrant.reason).in_(("plan", "rollover"))
+            )
+        ).all()
+    )
+
+
+def sync_companies(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> int:
+    """``sync_company`` for each customer, reads preloaded and one flush at the end; returns
+    how many companies changed."""
+    preload(session, ctx, customer_ids)
+    ctx.defer_flush = True
+    changed = 0
+    try:
+        for customer_id in customer_ids:
+            changed += sync_company(session, customer_id, ctx)
+    finally:
+        ctx.defer_flush = False
+        ctx._held.clear()
+    session.flush()
+    return changed
