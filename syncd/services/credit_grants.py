@@ -94,4 +94,3 @@ def zero_out_grant(
     )
     entitlements_changed(session, [row.company_id])
     return row
-

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from ..models import (
-    AuditLog,
     CatalogSettingsRow,
     Company,
     CompanyKey,
-    CompanyPlan,
-    PlanChange,
     PlanCreditGrant,
     StripeCustomer,
     utcnow,
 )
-from ..services.audit import snapshot
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
+from . import rows
 from .mapping import CUSTOMER_KEY, STRIPE, customer_name
 
 
@@ -87,50 +83,47 @@ def _create(session: Session, customer_ids: list[str], names: Mapping[str, str |
     ):
         return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
     now = utcnow()
-    companies = [Company(name=names.get(cid) or "", created_at=now, updated_at=now) for cid in customer_ids]
-    session.add_all(companies)
-    session.add_all(
-        CompanyKey(company_id=c.id, key=CUSTOMER_KEY, value=cid)
-        for c, cid in zip(companies, customer_ids, strict=True)
-    )
-    audit: list[dict[str, object]] = []
+    pending = rows.PendingWrites()
+    companies = [
+        pending.insert(rows.COMPANY, rows.company_row(names.get(cid) or "", now)) for cid in customer_ids
+    ]
+    for company, cid in zip(companies, customer_ids, strict=True):
+        pending.insert(rows.COMPANY_KEY, {"company_id": company["id"], "key": CUSTOMER_KEY, "value": cid})
+        pending.insert(
+            rows.AUDIT_LOG,
+            rows.audit_row(STRIPE, "company.created", company["id"], None, rows.snapshot(company), now),
+        )
     if initial is not None and version is not None:
         action = _classify(session, None, version.id, True, [], [])
         for company in companies:
-            session.add(
-                CompanyPlan(
-                    company_id=company.id,
-                    plan_id=initial,
-                    plan_version_id=version.id,
-                    role="base",
-                    source="initial",
-                    created_at=now,
-                    updated_at=now,
-                )
+            company_id = company["id"]
+            pending.insert(
+                rows.COMPANY_PLAN, rows.plan_row(company_id, initial, version.id, now, source="initial")
             )
-            change = PlanChange(
-                company_id=company.id,
-                action="company_upsert",
-                base_plan_action="initial",
-                subscription_change_action=action,
-                actor_type=STRIPE.actor_type,
-                actor=STRIPE.actor,
-                base_plan_id=initial,
-                base_plan_version_id=version.id,
-                add_ons_added=[],
-                add_ons_removed=[],
-                created_at=now,
+            change = pending.insert(
+                rows.PLAN_CHANGE,
+                rows.plan_change_row(
+                    company_id,
+                    "company_upsert",
+                    STRIPE,
+                    now,
+                    base_plan_action="initial",
+                    subscription_change_action=action,
+                    base_plan_id=initial,
+                    base_plan_version_id=version.id,
+                ),
             )
-            session.add(change)
-            after = snapshot(change)
-            audit.append(_audit("company.plan_changed", company.id, None, after, now))
+            after = rows.snapshot(change)
+            pending.insert(
+                rows.AUDIT_LOG, rows.audit_row(STRIPE, "company.plan_changed", company_id, None, after, now)
+            )
             record_event(
                 session,
                 "company.plan_changed",
-                company.id,
+                company_id,
                 {
                     "plan_change": after,
-                    "plan_change_id": change.id,
+                    "plan_change_id": change["id"],
                     "reason": "company_upsert",
                     "base_plan_id": initial,
                     "previous_base_plan_id": None,
@@ -138,22 +131,8 @@ def _create(session: Session, customer_ids: list[str], names: Mapping[str, str |
                     "add_ons_removed": [],
                 },
             )
-    session.flush()
-    audit.extend(_audit("company.created", c.id, None, snapshot(c), now) for c in companies)
-    session.execute(insert(AuditLog), audit)
-    entitlements_changed(session, [c.id for c in companies])
-    return {cid: c.id for c, cid in zip(companies, customer_ids, strict=True)}
-
-
-def _audit(action: str, company_id: str, before: object, after: object, now: object) -> dict[str, object]:
-    return {
-        "actor_type": STRIPE.actor_type,
-        "actor": STRIPE.actor,
-        "action": action,
-        "entity_type": "company",
-        "entity_id": company_id,
-        "before": before,
-        "after": after,
-        "note": None,
-        "created_at": now,
-    }
+    session.flush()  # ORM-pending rows (the mirror) go first, as before
+    pending.write(session)
+    ids = [c["id"] for c in companies]
+    entitlements_changed(session, ids)
+    return dict(zip(customer_ids, ids, strict=True))

@@ -43,11 +43,12 @@ from ..models import (
     utcnow,
 )
 from ..services import keys as entity_keys
-from ..services.audit import Actor, record, snapshot
+from ..services.audit import Actor
 from ..services.changes import entitlements_changed, record_event
 from ..services.companies import upsert_company
 from ..services.company_plans import _classify, company_plan_rows, published_version, update_company_plans
 from ..services.traits import set_traits
+from . import rows
 from .normalize import GRANTING, ItemView, SubscriptionView, metadata, subscription_view
 
 CUSTOMER_KEY = "stripe_customer_id"
@@ -83,7 +84,8 @@ class MappingContext:
     _pending_downgrades: set[str] = field(default_factory=set)
     _plan_grants: set[str] = field(default_factory=set)
     _held: list[Any] = field(default_factory=list)  # keeps preloaded rows in the identity map
-    # Set by batch callers that flush once for the whole batch.
+    # Plain-row writes of plan moves; batch callers set ``defer_flush`` and write them once.
+    pending: rows.PendingWrites = field(default_factory=rows.PendingWrites)
     defer_flush: bool = False
 
     @property
@@ -317,25 +319,25 @@ def _allocation_traits(session: Session, ctx: MappingContext, version_id: str) -
     return names
 
 
-def _allocate(session: Session, ctx: MappingContext, company_id: str, row: CompanyPlan) -> bool:
-    """Write a pay-in-advance quantity to the allocation traits of the row's plan version."""
-    names = _allocation_traits(session, ctx, row.plan_version_id)
+def _allocate(session: Session, ctx: MappingContext, company_id: str, version_id: str, quantity: int) -> bool:
+    """Write a pay-in-advance quantity to the allocation traits of a plan version."""
+    names = _allocation_traits(session, ctx, version_id)
     if not names:
         return False
-    return set_traits(session, "company", company_id, dict.fromkeys(names, row.quantity))
+    return set_traits(session, "company", company_id, dict.fromkeys(names, quantity))
 
 
 def _plans_match(
-    rows: list[CompanyPlan], base_id: str | None, add_on_ids: list[str], version_ids: dict[str, str]
+    plan_rows: list[CompanyPlan], base_id: str | None, add_on_ids: list[str], version_ids: dict[str, str]
 ) -> bool:
     """Whether the rows already are exactly these plans on these pinned versions, so
     ``update_company_plans`` would change nothing (the common re-sync: skip its queries)."""
-    base = next((r for r in rows if r.role == "base"), None)
+    base = next((r for r in plan_rows if r.role == "base"), None)
     if (base.plan_id if base is not None else None) != base_id:
         return False
-    if sorted(r.plan_id for r in rows if r.role == "add_on") != sorted(set(add_on_ids)):
+    if sorted(r.plan_id for r in plan_rows if r.role == "add_on") != sorted(set(add_on_ids)):
         return False
-    by_plan = {r.plan_id: r for r in rows}
+    by_plan = {r.plan_id: r for r in plan_rows}
     return all(pid in by_plan and by_plan[pid].plan_version_id == v for pid, v in version_ids.items())
 
 
@@ -346,10 +348,12 @@ def _move_base(
     current: CompanyPlan,
     claim: Claim,
     has_grants: bool | None = None,
-) -> tuple[PlanChange, CompanyPlan] | None:
+) -> rows.Row | None:
     """``update_company_plans`` for the common billing case (one base plan replaced by another,
     no add-ons, no plan credits involved) without its re-reads and intermediate flushes: the
-    same rows, audit entry and events. None: not that case; the caller uses the service."""
+    same rows, audit entry and events, written as plain rows through ``ctx.pending`` (at once,
+    or with the batch when ``ctx.defer_flush``). Returns the new plan row; None: not that
+    case, the caller uses the service."""
     version_id = claim.version_id
     if version_id is None:
         if claim.plan.id not in ctx._published:
@@ -376,42 +380,39 @@ def _move_base(
     if pair not in ctx._classified:
         ctx._classified[pair] = _classify(session, pair[0], pair[1], True, [], [])
     now = utcnow()
-    session.delete(current)
-    row = CompanyPlan(
-        company_id=company_id,
-        plan_id=claim.plan.id,
-        plan_version_id=version_id,
-        role="base",
-        source="billing",
-        created_at=now,
-        updated_at=now,
+    pending = ctx.pending
+    pending.delete(rows.COMPANY_PLAN, current.id)
+    session.expunge(current)  # deleted below in SQL: the session must not flush it again
+    new_row = pending.insert(
+        rows.COMPANY_PLAN,
+        rows.plan_row(company_id, claim.plan.id, version_id, now, **_billing_fields(claim, ctx)),
     )
-    session.add(row)
     actor = Actor("stripe", claim.sub.id)
-    change = PlanChange(
-        company_id=company_id,
-        action="billing_sync",
-        subscription_change_action=ctx._classified[pair],
-        actor_type=actor.actor_type,
-        actor=actor.actor,
-        previous_base_plan_id=current.plan_id,
-        base_plan_id=claim.plan.id,
-        previous_base_plan_version_id=current.plan_version_id,
-        base_plan_version_id=version_id,
-        add_ons_added=[],
-        add_ons_removed=[],
-        created_at=now,
+    change = pending.insert(
+        rows.PLAN_CHANGE,
+        rows.plan_change_row(
+            company_id,
+            "billing_sync",
+            actor,
+            now,
+            subscription_change_action=ctx._classified[pair],
+            previous_base_plan_id=current.plan_id,
+            base_plan_id=claim.plan.id,
+            previous_base_plan_version_id=current.plan_version_id,
+            base_plan_version_id=version_id,
+        ),
     )
-    session.add(change)
-    after = snapshot(change)
-    record(session, actor, "company.plan_changed", "company", company_id, after=after)
+    after = rows.snapshot(change)
+    pending.insert(
+        rows.AUDIT_LOG, rows.audit_row(actor, "company.plan_changed", company_id, None, after, now)
+    )
     record_event(
         session,
         "company.plan_changed",
         company_id,
         {
             "plan_change": after,
-            "plan_change_id": change.id,
+            "plan_change_id": change["id"],
             "reason": "billing_sync",
             "base_plan_id": claim.plan.id,
             "previous_base_plan_id": current.plan_id,
@@ -420,7 +421,9 @@ def _move_base(
         },
     )
     entitlements_changed(session, [company_id])
-    return change, row
+    if not ctx.defer_flush:
+        pending.write(session)
+    return new_row
 
 
 def _grants_credits(session: Session, ctx: MappingContext, version_id: str) -> bool:
@@ -439,10 +442,10 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     ctx._known.discard(company_id)
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
-    rows = ctx._company_plans.pop(company_id, None)
-    if rows is None:
-        rows = company_plan_rows(session, company_id)
-    current_base = next((r for r in rows if r.role == "base"), None)
+    plan_rows = ctx._company_plans.pop(company_id, None)
+    if plan_rows is None:
+        plan_rows = company_plan_rows(session, company_id)
+    current_base = next((r for r in plan_rows if r.role == "base"), None)
     if base is not None:
         base_id: str | None = base.plan.id
     elif current_base is not None and current_base.source != "billing":
@@ -450,25 +453,27 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     else:
         base_id = None
     kept = [
-        r.plan_id for r in rows if r.role == "add_on" and r.source != "billing" and r.plan_id not in add_ons
+        r.plan_id
+        for r in plan_rows
+        if r.role == "add_on" and r.source != "billing" and r.plan_id not in add_ons
     ]
     wanted = {c.plan.id: c for c in [*([base] if base else []), *add_ons.values()]}
     version_ids = {pid: c.version_id for pid, c in wanted.items() if c.version_id}
-    change = None
+    change: PlanChange | None = None
+    new_row: rows.Row | None = None
     moved = (
         base is not None
         and current_base is not None
         and current_base.plan_id != base.plan.id
         and not add_ons
-        and not any(r.role == "add_on" for r in rows)
+        and not any(r.role == "add_on" for r in plan_rows)
     )
     if moved and base is not None and current_base is not None:
         grants = company_id in ctx._plan_grants if known else None
-        moved_to = _move_base(session, ctx, company_id, current_base, base, grants)
-        if moved_to is not None:
-            change, new_row = moved_to
-            rows = [r for r in rows if r is not current_base] + [new_row]
-    if change is None and not _plans_match(rows, base_id, [*kept, *add_ons], version_ids):
+        new_row = _move_base(session, ctx, company_id, current_base, base, grants)
+        if new_row is not None:
+            plan_rows = [r for r in plan_rows if r is not current_base]
+    if new_row is None and not _plans_match(plan_rows, base_id, [*kept, *add_ons], version_ids):
         change = update_company_plans(
             session,
             company_id,
@@ -479,9 +484,9 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
             action="billing_sync",
             version_ids=version_ids,
         )
-        rows = company_plan_rows(session, company_id)
+        plan_rows = company_plan_rows(session, company_id)
     updated = False
-    for row in rows:
+    for row in plan_rows:
         claim = wanted.get(row.plan_id)
         if claim is None:
             continue
@@ -492,17 +497,21 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
             row.updated_at = utcnow()
             session.add(row)
             updated = True
-        updated |= _allocate(session, ctx, company_id, row)
+        updated |= _allocate(session, ctx, company_id, row.plan_version_id, row.quantity)
+    if new_row is not None:
+        updated |= _allocate(session, ctx, company_id, new_row["plan_version_id"], new_row["quantity"])
     from ..billing.downgrades import settle  # billing builds on mapping: import late
 
     if not known or company_id in ctx._pending_downgrades:
+        if ctx.pending:
+            ctx.pending.write(session)  # settle reads the company's base plan
         settle(session, company_id)  # a schedule's phase change landed: the pending row is done
-    if change is None and not updated:
+    if change is None and new_row is None and not updated:
         return False
     if not ctx.defer_flush:
         session.flush()
     entitlements_changed(session, [company_id])
-    if change is None:
+    if change is None and new_row is None:
         # Plans unchanged, billing details moved (trial status, access_until, quantity):
         # update_company_plans records the event for real plan changes itself.
         record_event(
@@ -521,7 +530,7 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
 
 def expiring_customers(session: Session, now: datetime) -> list[str]:
     """Customers with billing access that has run out (cancel at period end, past_due grace)."""
-    rows = session.exec(
+    found = session.exec(
         select(StripeCustomer.stripe_id)
         .join(CompanyPlan, col(CompanyPlan.company_id) == StripeCustomer.company_id)
         .where(
@@ -531,7 +540,7 @@ def expiring_customers(session: Session, now: datetime) -> list[str]:
         )
         .distinct()
     ).all()
-    return list(rows)
+    return list(found)
 
 
 def current_period(session: Session, company_id: str) -> tuple[datetime, datetime] | None:

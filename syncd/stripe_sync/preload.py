@@ -87,6 +87,7 @@ def sync_companies(session: Session, ctx: MappingContext, customer_ids: Sequence
     try:
         for customer_id in customer_ids:
             changed += sync_company(session, customer_id, ctx)
+        ctx.pending.write(session)
     finally:
         ctx.defer_flush = False
         ctx._held.clear()

@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from syncd.models import AuditLog, Company, PlanChange, StripeSubscription
+from syncd.models import AuditLog, Company, CompanyPlan, PlanChange, StripeSubscription, utcnow
+from syncd.services.audit import Actor, snapshot
 from syncd.stripe_emulator import BackgroundServer
+from syncd.stripe_sync import rows
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
 from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.mapping import ts
@@ -185,3 +187,45 @@ def test_companies_created_for_a_batch_match_the_service_path(world: World) -> N
             events = [c for c in world.change_log("company.plan_changed") if c.company_id == company.id]
             assert [e.payload["reason"] for e in events] == ["company_upsert"]
             assert events[0].payload["plan_change_id"] == change.id
+
+
+def test_plan_moves_written_as_plain_rows_match_the_models(world: World) -> None:
+    """A batch moving new customers from the initial plan to Pro writes, per company, the rows
+    and history the ORM path writes: one base row with the billing columns, two plan changes,
+    their audit entries, and change-log events naming the stored plan changes."""
+    ids = world.catalog()
+    for n in range(3):
+        put(world, customer_event(f"evt_m{n}", T0, f"cus_m{n}", f"Moved {n}"))
+        sub = with_quantity(legacy_sub(f"sub_m{n}", f"cus_m{n}", ids["pro"]), n + 1)
+        put(world, sub_event(f"evt_ms{n}", T0 + 1, sub, etype="customer.subscription.created"))
+    result = apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0))
+    assert result.processed == 6 and result.failed == 0
+    with Session(world.engine) as session:
+        for n in range(3):
+            company = world.company(f"cus_m{n}")
+            assert company.base == "pro"
+            [row] = company.rows
+            assert (row.source, row.quantity, row.stripe_subscription_id) == ("billing", n + 1, f"sub_m{n}")
+            changes = session.exec(
+                select(PlanChange)
+                .where(col(PlanChange.company_id) == company.id)
+                .order_by(col(PlanChange.action))
+            ).all()
+            assert [c.action for c in changes] == ["billing_sync", "company_upsert"]
+            audits = session.exec(select(AuditLog).where(col(AuditLog.entity_id) == company.id)).all()
+            moved = next(a for a in audits if a.after and a.after.get("action") == "billing_sync")
+            assert moved.after == snapshot(changes[0])  # the model's own JSON rendering
+            events = [c for c in world.change_log("company.plan_changed") if c.company_id == company.id]
+            assert {e.payload["plan_change_id"] for e in events} == {c.id for c in changes}
+
+
+def test_plain_rows_render_like_the_models() -> None:
+    now = utcnow()
+    change = rows.plan_change_row(
+        "comp_x", "billing_sync", Actor("stripe", "sub_1"), now, base_plan_id="plan_a"
+    )
+    assert rows.snapshot(change) == snapshot(PlanChange(**change))
+    company = rows.company_row("Acme", now)
+    assert rows.snapshot(company) == snapshot(Company(**company))
+    plan = rows.plan_row("comp_x", "plan_a", "plnv_a", now, source="billing", quantity=3)
+    assert rows.snapshot(plan) == snapshot(CompanyPlan(**plan))
