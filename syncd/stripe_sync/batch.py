@@ -33,9 +33,9 @@ from sqlmodel import Session, col, select
 from ..models import InboxEvent, utcnow
 from ..stripe_api import is_own_request
 from . import mirror
-from .companies_bulk import ensure_companies
+from .companies_bulk import ensure_companies, name_companies
 from .inbox import is_relevant
-from .mapping import MappingContext, apply_customer, link_product
+from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
 from .preload import sync_companies
 from .schedules import map_schedule, schedules_of
@@ -229,8 +229,7 @@ def _map(
             ctx._plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
     ensure_companies(session, [*work.customers, *work.synced])
-    for customer in work.customers.values():
-        apply_customer(session, customer)
+    name_companies(session, list(work.customers))
     if client is not None:
         for sub_id, item in work.invoices.items():
             refresh_subscription(

@@ -136,3 +136,28 @@ def _create(session: Session, customer_ids: list[str], names: Mapping[str, str |
     ids = [c["id"] for c in companies]
     entitlements_changed(session, ids)
     return dict(zip(customer_ids, ids, strict=True))
+
+
+def name_companies(session: Session, customer_ids: Sequence[str]) -> int:
+    """``apply_customer`` for many customers whose companies exist (after
+    :func:`ensure_companies`): rename each company whose customer's name changed, reading
+    companies and mirrors in one query. Returns how many were renamed."""
+    if not customer_ids:
+        return 0
+    query = (
+        select(Company, StripeCustomer.data)
+        .join(StripeCustomer, col(StripeCustomer.company_id) == col(Company.id))
+        .where(
+            col(StripeCustomer.stripe_id).in_(sorted(set(customer_ids))),
+            col(StripeCustomer.deleted).is_(False),
+        )
+    )
+    renamed = 0
+    now = utcnow()
+    for company, data in session.exec(query).all():
+        name = customer_name(data)
+        if name and company.name != name:
+            company.name, company.updated_at = name, now
+            session.add(company)
+            renamed += 1
+    return renamed

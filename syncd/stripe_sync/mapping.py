@@ -19,6 +19,7 @@ events arrived in, and running it twice changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -135,7 +136,7 @@ def ensure_company(session: Session, customer_id: str, *, name: str | None = Non
     return found
 
 
-def customer_name(data: dict[str, Any]) -> str | None:
+def customer_name(data: Mapping[str, Any]) -> str | None:
     for key in ("name", "email", "description"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():

@@ -21,12 +21,12 @@ from typing import Any
 import stripe
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from ..models import utcnow
-from . import mirror
-from .companies_bulk import ensure_companies
-from .mapping import MappingContext, apply_customer, link_product
+from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
+from . import mirror, mirror_bulk
+from .companies_bulk import ensure_companies, name_companies
+from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
 from .preload import sync_companies
 from .replay import read_cursor, write_cursor
@@ -101,44 +101,49 @@ def apply_page(
     result: SweepResult,
 ) -> None:
     """Mirror one page of listed objects and map them into the domain (caller commits)."""
-    model: Any = mirror.MODELS[kind]
-    ids = [str(o["id"]) for o in objects]
-    existing = {
-        r.stripe_id: r for r in session.exec(select(model).where(col(model.stripe_id).in_(ids))).all()
-    }
+    previous = mirror_bulk.load(session, kind, [str(o["id"]) for o in objects])
     source_id = f"sweep:{created}"
-    customers: dict[str, None] = {}
-    schedules: list[Any] = []
-    mapped: list[Any] = []  # customers
+    states: list[mirror_bulk.State] = []
+    remap: list[str] = []  # products, customers and schedules to map
+    customers: dict[str, None] = {}  # of subscriptions to map
     for obj in objects:
-        row = existing.get(str(obj["id"]))
-        if mirror.compare(row, created, source_id) == "stale":
+        before = previous.get(str(obj["id"]))
+        if mirror.compare(before, created, source_id) == "stale":
             result.skipped_newer += 1
             continue
         if kind == "subscription":
             obj = mirror.complete_items(client, obj)
-        unchanged = (
-            row is not None and not row.deleted and fingerprint(kind, row.data) == fingerprint(kind, obj)
-        )
-        row = mirror.store(session, kind, obj, created=created, source_id=source_id, row=row)
+        state = mirror_bulk.new_state(kind, obj, created=created, source_id=source_id, previous=before)
+        states.append(state)
         result.stored += 1
-        if unchanged and (kind != "customer" or row.company_id):
+        unchanged = (
+            before is not None
+            and not before.deleted
+            and fingerprint(kind, before.data) == fingerprint(kind, obj)
+        )
+        if unchanged and (kind != "customer" or (before is not None and before.company_id)):
             result.unchanged += 1  # already mapped from this state: a nightly re-sweep is cheap
-        elif kind == "product" and link_product(session, row):
-            ctx._plans.clear()
-        elif kind == "customer":
-            mapped.append(row)
-        elif kind == "subscription" and row.customer_id:
-            customers[row.customer_id] = None
-        elif kind == "subscription_schedule":
-            schedules.append(row)
-    session.flush()
-    ensure_companies(session, [*(m.stripe_id for m in mapped), *customers])
-    for customer in mapped:
-        apply_customer(session, customer)
+        elif kind == "subscription":
+            customer_id = state.columns.get("customer_id")
+            if customer_id:
+                customers[customer_id] = None
+        elif kind in ("product", "customer", "subscription_schedule"):
+            remap.append(state.stripe_id)
+    mirror_bulk.upsert(session, kind, states)
+    if kind == "product":
+        for product_id in remap:
+            product = session.get(StripeProduct, product_id)
+            if product is not None and link_product(session, product):
+                ctx._plans.clear()
+    ensure_companies(session, [*(remap if kind == "customer" else ()), *customers])
+    if kind == "customer":
+        name_companies(session, remap)
     sync_companies(session, ctx, list(customers))
-    for schedule in schedules:
-        map_schedule(session, schedule, ctx)
+    if kind == "subscription_schedule":
+        for schedule_id in remap:
+            schedule = session.get(StripeSubscriptionSchedule, schedule_id)
+            if schedule is not None:
+                map_schedule(session, schedule, ctx)
 
 
 def sweep(

@@ -1,0 +1,126 @@
+"""Mirror writes for many objects at once: one read and one upsert per kind.
+
+The sweep applies pages of 100 listed objects; building an ORM row per object cost more than
+everything else it does. Here a page's current watermarks are read as plain rows
+(:class:`State`), each listed object becomes the new state in memory, and the page is written
+with one ``INSERT ... ON CONFLICT DO UPDATE`` (Postgres and SQLite alike) whose ``WHERE``
+repeats the watermark check in SQL, so a newer snapshot written meanwhile by the webhook
+applier is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from ..models import utcnow
+from .mirror import MODELS, columns
+from .normalize import JSON
+
+
+@dataclass(slots=True)
+class State:
+    """A mirror row's watermark and payload, as :func:`~.mirror.compare` and the mapping read it."""
+
+    stripe_id: str
+    data: JSON
+    deleted: bool
+    source_created: int
+    source_id: str
+    past_due_since: int | None = None  # subscriptions
+    company_id: str | None = None  # customers (never written here: the mapping links it)
+    status: str | None = None  # subscriptions
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+def table_of(kind: str) -> Table:
+    table: Table = MODELS[kind].__table__  # type: ignore[attr-defined]
+    return table
+
+
+def load(session: Session, kind: str, ids: Collection[str], *, lock: bool = False) -> dict[str, State]:
+    """The stored states of these objects (absent ids: not mirrored yet)."""
+    if not ids:
+        return {}
+    table = table_of(kind)
+    wanted = [table.c[name] for name in ("stripe_id", "data", "deleted", "source_created", "source_id")]
+    extra = [name for name in ("past_due_since", "company_id", "status") if name in table.c]
+    query = select(*wanted, *(table.c[name] for name in extra)).where(table.c.stripe_id.in_(sorted(ids)))
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    found: dict[str, State] = {}
+    for row in session.execute(query).all():
+        values = row._mapping
+        found[values["stripe_id"]] = State(
+            values["stripe_id"],
+            values["data"],
+            values["deleted"],
+            values["source_created"],
+            values["source_id"],
+            **{name: values[name] for name in extra},
+        )
+    return found
+
+
+def new_state(
+    kind: str, obj: JSON, *, created: int, source_id: str, previous: State | None, deleted: bool = False
+) -> State:
+    """The state after storing ``obj`` (the caller has checked the watermark), with the same
+    rules as :func:`~.mirror.store`."""
+    cols = columns(kind, obj)
+    state = State(
+        str(obj["id"]),
+        obj,
+        deleted or bool(obj.get("deleted")),
+        max(created, previous.source_created if previous is not None else 0),
+        source_id,
+        company_id=previous.company_id if previous is not None else None,
+        columns=cols,
+    )
+    if kind == "subscription":
+        state.status = cols["status"]
+        if state.status != "past_due":
+            state.past_due_since = None
+        elif previous is None or previous.status != "past_due" or previous.past_due_since is None:
+            state.past_due_since = created
+        else:
+            state.past_due_since = previous.past_due_since
+    return state
+
+
+def upsert(session: Session, kind: str, states: Iterable[State]) -> int:
+    """Write the states (one per object: the last wins); returns how many were sent."""
+    by_id = {s.stripe_id: s for s in states}
+    if not by_id:
+        return 0
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for state in by_id.values():
+        row = {
+            "stripe_id": state.stripe_id,
+            "livemode": bool(state.data.get("livemode")),
+            "data": state.data,
+            "deleted": state.deleted,
+            "source_created": state.source_created,
+            "source_id": state.source_id,
+            "synced_at": now,
+            **state.columns,
+        }
+        if kind == "subscription":
+            row["past_due_since"] = state.past_due_since
+        rows.append(row)
+    table = table_of(kind)
+    insert = pg_insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite_insert(table)
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.stripe_id],
+        set_={name: insert.excluded[name] for name in rows[0] if name != "stripe_id"},
+        where=table.c.source_created <= insert.excluded.source_created,
+    )
+    session.execute(statement, rows)
+    return len(rows)

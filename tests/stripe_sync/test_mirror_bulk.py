@@ -1,0 +1,73 @@
+"""Page-at-a-time mirror writes: the same watermark rules as the row-at-a-time path, in SQL too."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine
+from sqlmodel import Session
+
+from syncd import migrate
+from syncd.models import StripeSubscription
+from syncd.stripe_sync import mirror_bulk
+
+
+def sub(sub_id: str, status: str, quantity: int = 1) -> dict[str, object]:
+    item = {"id": f"si_{sub_id}", "price": {"id": "price_x", "product": "prod_x"}, "quantity": quantity}
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": "cus_1",
+        "status": status,
+        "items": {"object": "list", "data": [item], "has_more": False},
+    }
+
+
+def test_upsert_inserts_updates_and_never_overwrites_a_newer_snapshot(database_url: str) -> None:
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    try:
+        with Session(engine) as session:
+            states = [
+                mirror_bulk.new_state(
+                    "subscription", sub("sub_a", "active"), created=100, source_id="e1", previous=None
+                ),
+                mirror_bulk.new_state(
+                    "subscription", sub("sub_b", "past_due"), created=100, source_id="e1", previous=None
+                ),
+            ]
+            assert mirror_bulk.upsert(session, "subscription", states) == 2
+            session.commit()
+        with Session(engine) as session:
+            stored = mirror_bulk.load(session, "subscription", ["sub_a", "sub_b", "sub_missing"])
+            assert sorted(stored) == ["sub_a", "sub_b"]
+            assert stored["sub_b"].past_due_since == 100 and stored["sub_a"].past_due_since is None
+            # A newer snapshot for sub_a; an older one (a stale page) for sub_b: only sub_a moves,
+            # even though nothing in Python stopped the older write (the SQL guard does).
+            newer = mirror_bulk.new_state(
+                "subscription",
+                sub("sub_a", "active", 5),
+                created=200,
+                source_id="e2",
+                previous=stored["sub_a"],
+            )
+            older = mirror_bulk.new_state(
+                "subscription", sub("sub_b", "active"), created=50, source_id="e0", previous=None
+            )
+            mirror_bulk.upsert(session, "subscription", [newer, older])
+            session.commit()
+        with Session(engine) as session:
+            a = session.get(StripeSubscription, "sub_a")
+            b = session.get(StripeSubscription, "sub_b")
+            assert a is not None and b is not None
+            assert (a.source_id, a.source_created, a.data["items"]["data"][0]["quantity"]) == ("e2", 200, 5)
+            assert (b.source_id, b.status, b.past_due_since) == ("e1", "past_due", 100)
+            # Past-due time is kept while it stays past_due, cleared when it recovers.
+            still = mirror_bulk.new_state(
+                "subscription",
+                sub("sub_b", "past_due"),
+                created=300,
+                source_id="e3",
+                previous=mirror_bulk.load(session, "subscription", ["sub_b"])["sub_b"],
+            )
+            assert still.past_due_since == 100
+    finally:
+        engine.dispose()
