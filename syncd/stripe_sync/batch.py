@@ -28,11 +28,11 @@ from typing import Any
 import stripe
 import structlog
 from sqlalchemy import text, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from ..models import InboxEvent, utcnow
+from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcnow
 from ..stripe_api import is_own_request
-from . import mirror
+from . import mirror, mirror_bulk
 from .companies_bulk import ensure_companies, name_companies
 from .inbox import is_relevant
 from .mapping import MappingContext, link_product
@@ -60,11 +60,12 @@ class Incoming:
 class Work:
     """What the batch's mirror writes leave to map into the domain (each object once)."""
 
-    products: dict[str, Any] = field(default_factory=dict)
-    customers: dict[str, Any] = field(default_factory=dict)
+    written: dict[tuple[str, str], mirror_bulk.State] = field(default_factory=dict)  # to upsert
+    products: dict[str, None] = field(default_factory=dict)
+    customers: dict[str, None] = field(default_factory=dict)
     synced: dict[str, None] = field(default_factory=dict)  # customers whose plans to recompute
     invoices: dict[str, Incoming] = field(default_factory=dict)  # subscription id -> invoice event
-    schedules: dict[str, Any] = field(default_factory=dict)
+    schedules: dict[str, None] = field(default_factory=dict)
 
 
 def lock_key(key: str) -> int:
@@ -117,7 +118,7 @@ def apply_set(
     work = Work()
     for item in incoming:
         outcomes[item.event_id] = _mirror_one(session, client, item, rows, fetched, work, refetch)
-    session.flush()
+    _write_rows(session, work.written)
     _map(session, client, work, ctx, refetch)
     _mark(session, outcomes)
     return outcomes
@@ -143,26 +144,32 @@ def _lock(session: Session, incoming: Sequence[Incoming]) -> None:
     )
 
 
-def _load_rows(session: Session, incoming: Sequence[Incoming]) -> dict[tuple[str, str], Any]:
+def _load_rows(session: Session, incoming: Sequence[Incoming]) -> dict[tuple[str, str], mirror_bulk.State]:
     """Every mirror row the batch touches: one locking ``SELECT ... IN`` per kind."""
     by_kind: dict[str, set[str]] = {}
     for item in incoming:
         by_kind.setdefault(item.kind, set()).add(str(item.obj["id"]))
-    locks = session.get_bind().dialect.name == "postgresql"
-    rows: dict[tuple[str, str], Any] = {}
+    rows: dict[tuple[str, str], mirror_bulk.State] = {}
     for kind, ids in by_kind.items():
-        model: Any = mirror.MODELS[kind]
-        query = select(model).where(col(model.stripe_id).in_(sorted(ids)))
-        for row in session.exec(query.with_for_update() if locks else query).all():
-            rows[(kind, row.stripe_id)] = row
+        for stripe_id, state in mirror_bulk.load(session, kind, ids, lock=True).items():
+            rows[(kind, stripe_id)] = state
     return rows
+
+
+def _write_rows(session: Session, written: dict[tuple[str, str], mirror_bulk.State]) -> None:
+    """The batch's new mirror states: one upsert per kind."""
+    by_kind: dict[str, list[mirror_bulk.State]] = {}
+    for (kind, _), state in written.items():
+        by_kind.setdefault(kind, []).append(state)
+    for kind, states in by_kind.items():
+        mirror_bulk.upsert(session, kind, states)
 
 
 def _mirror_one(
     session: Session,
     client: stripe.StripeClient | None,
     item: Incoming,
-    rows: dict[tuple[str, str], Any],
+    rows: dict[tuple[str, str], mirror_bulk.State],
     fetched: dict[tuple[str, str], JSON | None],
     work: Work,
     refetch: frozenset[str],
@@ -189,26 +196,26 @@ def _mirror_one(
     unchanged = (
         row is not None and row.deleted == deleted and fingerprint(kind, row.data) == fingerprint(kind, obj)
     )
-    fresh = row if row is not None else mirror.MODELS[kind](stripe_id=key[1])
-    row = mirror.store(
-        session, kind, obj, created=item.created, source_id=item.event_id, row=fresh, deleted=deleted
+    state = mirror_bulk.new_state(
+        kind, obj, created=item.created, source_id=item.event_id, previous=row, deleted=deleted
     )
-    rows[key] = row
-    if unchanged and kind in SKIPPABLE and (kind != "customer" or row.company_id):
+    rows[key] = work.written[key] = state
+    if unchanged and kind in SKIPPABLE and (kind != "customer" or state.company_id):
         return "applied"
     if is_own_request(item.event):
         log.debug("stripe_event_echo", event_id=item.event_id, event_type=item.event_type)
         return "applied"
+    customer_id = state.columns.get("customer_id")
     if kind == "customer":
-        work.customers[row.stripe_id] = row
-    elif kind == "subscription" and row.customer_id:
-        work.synced[row.customer_id] = None
+        work.customers[state.stripe_id] = None
+    elif kind == "subscription" and customer_id:
+        work.synced[customer_id] = None
     elif kind == "product":
-        work.products[row.stripe_id] = row
+        work.products[state.stripe_id] = None
     elif kind == "subscription_schedule":
-        work.schedules[row.stripe_id] = row
+        work.schedules[state.stripe_id] = None
     elif kind == "invoice" and client is not None and "subscription" in refetch:
-        sub_id = invoice_subscription_id(row.data)
+        sub_id = invoice_subscription_id(state.data)
         if sub_id:
             work.invoices[sub_id] = item
     return "applied"
@@ -224,8 +231,9 @@ def _map(
     """Map the batch into the domain: each product, customer and schedule once."""
     from .apply import customers_with_product, refresh_subscription
 
-    for product in work.products.values():
-        if link_product(session, product):
+    for product_id in work.products:
+        product = session.get(StripeProduct, product_id)
+        if product is not None and link_product(session, product):
             ctx._plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
     ensure_companies(session, [*work.customers, *work.synced])
@@ -238,7 +246,10 @@ def _map(
     sync_companies(session, ctx, list(work.synced))
     # Schedules are re-judged after their customer's plans moved (one query for the batch).
     schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
-    schedules.update(work.schedules)
+    for schedule_id in work.schedules:
+        row = session.get(StripeSubscriptionSchedule, schedule_id)
+        if row is not None:
+            schedules[schedule_id] = row
     for schedule in schedules.values():
         map_schedule(session, schedule, ctx)
 
