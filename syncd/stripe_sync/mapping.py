@@ -72,7 +72,7 @@ class MappingContext:
     )
     _allocations: dict[str, list[str]] = field(default_factory=dict)
     # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
-    _subscriptions: dict[str, list[StripeSubscription]] = field(default_factory=dict)
+    _subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = field(default_factory=dict)
     # Plan rows by company, preloaded the same way (ordered as ``company_plan_rows``).
     _company_plans: dict[str, list[CompanyPlan]] = field(default_factory=dict)
     _published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
@@ -244,15 +244,16 @@ def claims_for(session: Session, customer_id: str, ctx: MappingContext) -> list[
     """The billing-managed plans this customer's mirrored subscriptions grant now."""
     subs = ctx._subscriptions.pop(customer_id, None)
     if subs is None:
-        subs = list(
-            session.exec(
+        subs = [
+            (subscription_view(s.data), s.past_due_since)
+            for s in session.exec(
                 select(StripeSubscription).where(
                     col(StripeSubscription.customer_id) == customer_id,
                     col(StripeSubscription.deleted).is_(False),
                 )
             ).all()
-        )
-    return claims_from(session, [(subscription_view(s.data), s.past_due_since) for s in subs], ctx)
+        ]
+    return claims_from(session, subs, ctx)
 
 
 def claims_from(

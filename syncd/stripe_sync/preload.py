@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from ..models import Company, CompanyPlan, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
 from .mapping import MappingContext, sync_company
+from .normalize import SubscriptionView, subscription_view
 
 
 def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:
@@ -26,15 +27,14 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     if not customer_ids:
         return
     wanted = sorted(set(customer_ids))
-    subscriptions: dict[str, list[StripeSubscription]] = {cid: [] for cid in wanted}
-    for sub in session.exec(
-        select(StripeSubscription).where(
-            col(StripeSubscription.customer_id).in_(wanted), col(StripeSubscription.deleted).is_(False)
-        )
+    subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = {cid: [] for cid in wanted}
+    for customer_id, data, past_due_since in session.exec(
+        select(
+            StripeSubscription.customer_id, StripeSubscription.data, StripeSubscription.past_due_since
+        ).where(col(StripeSubscription.customer_id).in_(wanted), col(StripeSubscription.deleted).is_(False))
     ).all():
-        if sub.customer_id is not None:
-            subscriptions[sub.customer_id].append(sub)
-            ctx._held.append(sub)
+        if customer_id is not None:
+            subscriptions[customer_id].append((subscription_view(data), past_due_since))
     ctx._subscriptions.update(subscriptions)
 
     mirrors = session.exec(select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(wanted))).all()
