@@ -7,12 +7,12 @@ with pre-ping so a restarted server is reconnected transparently.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -74,3 +74,13 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def one_of(session: Session, column: Any, values: Collection[str]) -> ColumnElement[bool]:
+    """``column IN values`` that stays one short statement on Postgres: ``= ANY(array)``
+    binds a single array where ``IN`` expands into one parameter per value (a new statement
+    text for every batch size, which the driver and the server parse afresh)."""
+    wanted = sorted(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, wanted, type_=ARRAY(String)))  # type: ignore[no-any-return]
+    return column.in_(wanted)  # type: ignore[no-any-return]

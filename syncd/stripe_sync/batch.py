@@ -30,6 +30,7 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session
 
+from ..db import one_of
 from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcnow
 from ..stripe_api import is_own_request
 from . import mirror, mirror_bulk
@@ -96,7 +97,7 @@ def apply_set(
     table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
     claimed = session.execute(
         update(table)
-        .where(table.c.event_id.in_(list(event_ids)), table.c.status == "pending")
+        .where(one_of(session, table.c.event_id, event_ids), table.c.status == "pending")
         .values(attempts=table.c.attempts + 1)
         .returning(table.c.event_id, table.c.payload)
     ).all()
@@ -262,6 +263,6 @@ def _mark(session: Session, outcomes: dict[str, str]) -> None:
         if ids:
             session.execute(
                 update(table)
-                .where(table.c.event_id.in_(ids))
+                .where(one_of(session, table.c.event_id, ids))
                 .values(status=status, applied_at=now, last_error=None)
             )

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlmodel import Session, col, select
 
+from ..db import one_of
 from ..models import (
     CatalogSettingsRow,
     Company,
@@ -33,14 +34,14 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     mirrors = {
         m.stripe_id: m
         for m in session.exec(
-            select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(sorted(set(customer_ids))))
+            select(StripeCustomer).where(one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)))
         ).all()
     }
     have = {
         c.id
         for c in session.exec(
             select(Company).where(
-                col(Company.id).in_(sorted({m.company_id for m in mirrors.values() if m.company_id}))
+                one_of(session, col(Company.id), {m.company_id for m in mirrors.values() if m.company_id})
             )
         ).all()
     }
@@ -52,7 +53,7 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     keyed = dict(
         session.exec(
             select(CompanyKey.value, CompanyKey.company_id).where(
-                col(CompanyKey.key) == CUSTOMER_KEY, col(CompanyKey.value).in_(todo)
+                col(CompanyKey.key) == CUSTOMER_KEY, one_of(session, col(CompanyKey.value), todo)
             )
         ).all()
     )
@@ -148,7 +149,7 @@ def name_companies(session: Session, customer_ids: Sequence[str]) -> int:
         select(Company, StripeCustomer.data)
         .join(StripeCustomer, col(StripeCustomer.company_id) == col(Company.id))
         .where(
-            col(StripeCustomer.stripe_id).in_(sorted(set(customer_ids))),
+            one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)),
             col(StripeCustomer.deleted).is_(False),
         )
     )

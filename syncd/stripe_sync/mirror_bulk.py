@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from ..db import one_of
 from ..models import utcnow
 from .mirror import MODELS, columns
 from .normalize import JSON
@@ -51,7 +52,7 @@ def load(session: Session, kind: str, ids: Collection[str], *, lock: bool = Fals
     table = table_of(kind)
     wanted = [table.c[name] for name in ("stripe_id", "data", "deleted", "source_created", "source_id")]
     extra = [name for name in ("past_due_since", "company_id", "status") if name in table.c]
-    query = select(*wanted, *(table.c[name] for name in extra)).where(table.c.stripe_id.in_(sorted(ids)))
+    query = select(*wanted, *(table.c[name] for name in extra)).where(one_of(session, table.c.stripe_id, ids))
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     found: dict[str, State] = {}

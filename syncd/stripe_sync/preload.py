@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
+from ..db import one_of
 from ..models import Company, CompanyPlan, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
 from .mapping import MappingContext, sync_company
 from .normalize import SubscriptionView, subscription_view
@@ -31,16 +32,23 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     for customer_id, data, past_due_since in session.exec(
         select(
             StripeSubscription.customer_id, StripeSubscription.data, StripeSubscription.past_due_since
-        ).where(col(StripeSubscription.customer_id).in_(wanted), col(StripeSubscription.deleted).is_(False))
+        ).where(
+            one_of(session, col(StripeSubscription.customer_id), wanted),
+            col(StripeSubscription.deleted).is_(False),
+        )
     ).all():
         if customer_id is not None:
             subscriptions[customer_id].append((subscription_view(data), past_due_since))
     ctx._subscriptions.update(subscriptions)
 
-    mirrors = session.exec(select(StripeCustomer).where(col(StripeCustomer.stripe_id).in_(wanted))).all()
+    mirrors = session.exec(
+        select(StripeCustomer).where(one_of(session, col(StripeCustomer.stripe_id), wanted))
+    ).all()
     ctx._held.extend(mirrors)
     named = sorted({m.company_id for m in mirrors if m.company_id})
-    companies = session.exec(select(Company).where(col(Company.id).in_(named))).all() if named else []
+    companies = (
+        session.exec(select(Company).where(one_of(session, col(Company.id), named))).all() if named else []
+    )
     ctx._held.extend(companies)
     existing = {c.id for c in companies}
     # Customers whose company is gone or not linked yet are left to ``ensure_company``.
@@ -53,7 +61,7 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     plans: dict[str, list[CompanyPlan]] = {cid: [] for cid in ids}
     query = (
         select(CompanyPlan)
-        .where(col(CompanyPlan.company_id).in_(ids))
+        .where(one_of(session, col(CompanyPlan.company_id), ids))
         .order_by(col(CompanyPlan.created_at), col(CompanyPlan.id))
     )
     for row in session.exec(query).all():
@@ -65,14 +73,16 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     ctx._pending_downgrades.update(
         session.exec(
             select(ScheduledDowngrade.company_id).where(
-                col(ScheduledDowngrade.company_id).in_(ids), col(ScheduledDowngrade.status) == "pending"
+                one_of(session, col(ScheduledDowngrade.company_id), ids),
+                col(ScheduledDowngrade.status) == "pending",
             )
         ).all()
     )
     ctx._plan_grants.update(
         session.exec(
             select(CreditGrant.company_id).where(
-                col(CreditGrant.company_id).in_(ids), col(CreditGrant.reason).in_(("plan", "rollover"))
+                one_of(session, col(CreditGrant.company_id), ids),
+                col(CreditGrant.reason).in_(("plan", "rollover")),
             )
         ).all()
     )
