@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col, select
 
 from ..db import one_of
@@ -27,29 +28,30 @@ from ..services.company_plans import _classify, published_version
 from . import rows
 from .mapping import CUSTOMER_KEY, STRIPE, customer_name
 
+CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
+
 
 def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     """Give every listed customer its company (found by key or created); returns how many
     were created. Customers whose mirror row already names an existing company are skipped."""
-    mirrors = {
-        m.stripe_id: m
-        for m in session.exec(
-            select(StripeCustomer).where(one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)))
+    linked = dict(
+        session.exec(
+            select(StripeCustomer.stripe_id, Company.id)
+            .join(Company, col(Company.id) == col(StripeCustomer.company_id))
+            .where(one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)))
         ).all()
-    }
-    have = {
-        c.id
-        for c in session.exec(
-            select(Company).where(
-                one_of(session, col(Company.id), {m.company_id for m in mirrors.values() if m.company_id})
+    )
+    todo = [cid for cid in dict.fromkeys(customer_ids) if cid not in linked]
+    if not todo:
+        return 0
+    mirrors = {
+        stripe_id: (company_id, data)
+        for stripe_id, company_id, data in session.exec(
+            select(StripeCustomer.stripe_id, StripeCustomer.company_id, StripeCustomer.data).where(
+                one_of(session, col(StripeCustomer.stripe_id), todo)
             )
         ).all()
     }
-    todo = [
-        cid for cid in dict.fromkeys(customer_ids) if not (cid in mirrors and mirrors[cid].company_id in have)
-    ]
-    if not todo:
-        return 0
     keyed = dict(
         session.exec(
             select(CompanyKey.value, CompanyKey.company_id).where(
@@ -58,13 +60,20 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
         ).all()
     )
     missing = [cid for cid in todo if cid not in keyed]
-    names = {cid: (customer_name(mirrors[cid].data) if cid in mirrors else None) for cid in missing}
+    names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
     keyed.update(_create(session, missing, names))
-    for cid in todo:
-        mirror = mirrors.get(cid)
-        if mirror is not None and cid in keyed and mirror.company_id != keyed[cid]:
-            mirror.company_id = keyed[cid]
-            session.add(mirror)
+    links = [
+        {"customer": cid, "company": keyed[cid]}
+        for cid in todo
+        if cid in mirrors and cid in keyed and mirrors[cid][0] != keyed[cid]
+    ]
+    if links:
+        session.execute(
+            update(CUSTOMERS)
+            .where(CUSTOMERS.c.stripe_id == bindparam("customer"))
+            .values(company_id=bindparam("company")),
+            links,
+        )
     return len(missing)
 
 

@@ -41,20 +41,14 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
             subscriptions[customer_id].append((subscription_view(data), past_due_since))
     ctx._subscriptions.update(subscriptions)
 
-    mirrors = session.exec(
-        select(StripeCustomer).where(one_of(session, col(StripeCustomer.stripe_id), wanted))
-    ).all()
-    ctx._held.extend(mirrors)
-    named = sorted({m.company_id for m in mirrors if m.company_id})
-    companies = (
-        session.exec(select(Company).where(one_of(session, col(Company.id), named))).all() if named else []
-    )
-    ctx._held.extend(companies)
-    existing = {c.id for c in companies}
     # Customers whose company is gone or not linked yet are left to ``ensure_company``.
-    ctx._company_of.update(
-        {m.stripe_id: m.company_id for m in mirrors if m.company_id and m.company_id in existing}
-    )
+    linked = session.exec(
+        select(StripeCustomer.stripe_id, Company.id)
+        .join(Company, col(Company.id) == col(StripeCustomer.company_id))
+        .where(one_of(session, col(StripeCustomer.stripe_id), wanted))
+    ).all()
+    ctx._company_of.update(dict(linked))
+    existing = {company_id for _, company_id in linked}
     if not existing:
         return
     ids = sorted(existing)
