@@ -74,7 +74,7 @@ class MappingContext:
     # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
     _subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = field(default_factory=dict)
     # Plan rows by company, preloaded the same way (ordered as ``company_plan_rows``).
-    _company_plans: dict[str, list[CompanyPlan]] = field(default_factory=dict)
+    _company_plans: dict[str, list[Any]] = field(default_factory=dict)
     _published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
     _credits: dict[str, bool] = field(default_factory=dict)  # version id -> grants credits
     _classified: dict[tuple[str, str], str | None] = field(default_factory=dict)
@@ -84,7 +84,6 @@ class MappingContext:
     _known: set[str] = field(default_factory=set)
     _pending_downgrades: set[str] = field(default_factory=set)
     _plan_grants: set[str] = field(default_factory=set)
-    _held: list[Any] = field(default_factory=list)  # keeps preloaded rows in the identity map
     # Plain-row writes of plan moves; batch callers set ``defer_flush`` and write them once.
     pending: rows.PendingWrites = field(default_factory=rows.PendingWrites)
     defer_flush: bool = False
@@ -347,7 +346,7 @@ def _move_base(
     session: Session,
     ctx: MappingContext,
     company_id: str,
-    current: CompanyPlan,
+    current: Any,  # CompanyPlan, or a preloaded plain row of it
     claim: Claim,
     has_grants: bool | None = None,
 ) -> rows.Row | None:
@@ -384,7 +383,8 @@ def _move_base(
     now = utcnow()
     pending = ctx.pending
     pending.delete(rows.COMPANY_PLAN, current.id)
-    session.expunge(current)  # deleted below in SQL: the session must not flush it again
+    if isinstance(current, CompanyPlan):
+        session.expunge(current)  # deleted below in SQL: the session must not flush it again
     new_row = pending.insert(
         rows.COMPANY_PLAN,
         rows.plan_row(company_id, claim.plan.id, version_id, now, **_billing_fields(claim, ctx)),
@@ -494,12 +494,15 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
             continue
         fields = _billing_fields(claim, ctx)
         if any(getattr(row, k) != v for k, v in fields.items()):
-            for k, v in fields.items():
-                setattr(row, k, v)
-            row.updated_at = utcnow()
-            session.add(row)
+            if isinstance(row, CompanyPlan):
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                row.updated_at = utcnow()
+                session.add(row)
+            else:  # a preloaded plain row
+                ctx.pending.update(rows.COMPANY_PLAN, row.id, {**fields, "updated_at": utcnow()})
             updated = True
-        updated |= _allocate(session, ctx, company_id, row.plan_version_id, row.quantity)
+        updated |= _allocate(session, ctx, company_id, row.plan_version_id, fields["quantity"])
     if new_row is not None:
         updated |= _allocate(session, ctx, company_id, new_row["plan_version_id"], new_row["quantity"])
     from ..billing.downgrades import settle  # billing builds on mapping: import late
@@ -511,6 +514,7 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     if change is None and new_row is None and not updated:
         return False
     if not ctx.defer_flush:
+        ctx.pending.write(session)
         session.flush()
     entitlements_changed(session, [company_id])
     if change is None and new_row is None:

@@ -14,11 +14,14 @@ row dropped from it would be read again on the next ``session.get``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from ..db import one_of
-from ..models import Company, CompanyPlan, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
+from ..models import Company, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
+from . import rows
 from .mapping import MappingContext, sync_company
 from .normalize import SubscriptionView, subscription_view
 
@@ -52,15 +55,15 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     if not existing:
         return
     ids = sorted(existing)
-    plans: dict[str, list[CompanyPlan]] = {cid: [] for cid in ids}
+    plans: dict[str, list[Any]] = {cid: [] for cid in ids}
+    table = rows.COMPANY_PLAN
     query = (
-        select(CompanyPlan)
-        .where(one_of(session, col(CompanyPlan.company_id), ids))
-        .order_by(col(CompanyPlan.created_at), col(CompanyPlan.id))
+        sa_select(table)
+        .where(one_of(session, table.c.company_id, ids))
+        .order_by(table.c.created_at, table.c.id)
     )
-    for row in session.exec(query).all():
+    for row in session.execute(query).all():  # plain rows: sync_company writes through ctx.pending
         plans[row.company_id].append(row)
-        ctx._held.append(row)
     ctx._company_plans.update(plans)
 
     ctx._known.update(ids)
@@ -94,6 +97,5 @@ def sync_companies(session: Session, ctx: MappingContext, customer_ids: Sequence
         ctx.pending.write(session)
     finally:
         ctx.defer_flush = False
-        ctx._held.clear()
     session.flush()
     return changed

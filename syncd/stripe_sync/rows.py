@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlmodel import Session
 
 from ..models import AuditLog, Company, CompanyKey, CompanyPlan, PlanChange
@@ -31,11 +31,12 @@ INSERT_ORDER = (COMPANY, COMPANY_KEY, COMPANY_PLAN, PLAN_CHANGE, AUDIT_LOG)
 
 
 class PendingWrites:
-    """Inserts and deletes collected for one batch; :meth:`write` sends them."""
+    """Inserts, updates and deletes collected for one batch; :meth:`write` sends them."""
 
     def __init__(self) -> None:
         self.inserts: dict[Table, list[Row]] = {}
         self.deletes: dict[Table, list[str]] = {}
+        self.updates: dict[tuple[Table, tuple[str, ...]], list[Row]] = {}
 
     def insert(self, table: Table, row: Row) -> Row:
         self.inserts.setdefault(table, []).append(row)
@@ -44,19 +45,33 @@ class PendingWrites:
     def delete(self, table: Table, row_id: str) -> None:
         self.deletes.setdefault(table, []).append(row_id)
 
+    def update(self, table: Table, row_id: str, values: Row) -> None:
+        names = tuple(sorted(values))
+        self.updates.setdefault((table, names), []).append(
+            {"row_id": row_id, **{f"v_{name}": values[name] for name in names}}
+        )
+
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.deletes)
+        return bool(self.inserts or self.deletes or self.updates)
 
     def write(self, session: Session) -> None:
-        """Deletes first (a moved base plan frees its slot), then inserts parents first."""
+        """Deletes first (a moved base plan frees its slot), updates, then inserts parents first."""
         for table, ids in self.deletes.items():
             session.execute(delete(table).where(table.c.id.in_(ids)))
+        for (table, names), params in self.updates.items():
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({name: bindparam(f"v_{name}") for name in names})
+            )
+            session.execute(statement, params)
         for table in INSERT_ORDER:
             rows = self.inserts.get(table)
             if rows:
                 session.execute(insert(table), rows)
         self.inserts.clear()
         self.deletes.clear()
+        self.updates.clear()
 
 
 def _json(value: Any) -> Any:
