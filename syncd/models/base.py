@@ -21,13 +21,14 @@ SQLModel.metadata.naming_convention = {
 }
 
 _ALPHABET = string.ascii_letters + string.digits
+_ID_SPACE = 62**22
 
 
 def new_id(prefix: str) -> str:
-    """A Schematic-style id: ``<prefix>_`` plus 22 random base62 characters (131 bits).
+    """A Schematic-style id: ``<prefix>_`` plus 22 random base62 characters (~131 bits).
 
-    One ``randbits`` call, base62-encoded: bulk writes create thousands of ids a second."""
-    n = secrets.randbits(131)  # 2**131 < 62**22: always fits in 22 digits
+    One random draw, base62-encoded: bulk writes create thousands of ids a second."""
+    n = secrets.randbelow(_ID_SPACE)
     digits = []
     for _ in range(22):
         n, d = divmod(n, 62)

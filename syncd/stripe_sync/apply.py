@@ -40,6 +40,7 @@ from .batch import apply_set
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
 from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
+from .rows import PendingWrites
 from .schedules import map_schedule, sync_schedules
 
 log = structlog.get_logger(__name__)
@@ -258,6 +259,7 @@ def _claim_and_apply(
     options: ApplyOptions,
 ) -> str:
     """Claim a pending event, apply it and mark it, inside the caller's transaction."""
+    ctx.pending = PendingWrites()  # nothing queued by an earlier, rolled-back event carries over
     table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
     claimed = session.exec(
         update(table)

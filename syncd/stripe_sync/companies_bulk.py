@@ -26,7 +26,7 @@ from ..models import (
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
 from . import rows
-from .mapping import CUSTOMER_KEY, STRIPE, customer_name
+from .mapping import CUSTOMER_KEY, STRIPE, customer_name, ensure_company
 
 CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 
@@ -62,6 +62,10 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     missing = [cid for cid in todo if cid not in keyed]
     names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
     keyed.update(_create(session, missing, names))
+    for cid in missing:
+        if cid not in keyed:  # bulk creation declined (e.g. initial plan credits): the service
+            keyed[cid] = ensure_company(session, cid, name=names.get(cid))
+            mirrors.pop(cid, None)  # ensure_company linked its mirror row
     links = [
         {"customer": cid, "company": keyed[cid]}
         for cid in todo

@@ -149,7 +149,7 @@ def apply_customer(session: Session, mirror: StripeCustomer) -> str:
     company_id = ensure_company(session, mirror.stripe_id, name=name)
     company = session.get(Company, company_id)
     if company is not None and name and company.name != name and not mirror.deleted:
-        company.name = name
+        company.name, company.updated_at = name, utcnow()
         session.add(company)
     return company_id
 
@@ -444,8 +444,10 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     ctx._known.discard(company_id)
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
-    plan_rows = ctx._company_plans.pop(company_id, None)
+    plan_rows = ctx._company_plans.pop(company_id, None) if known else None
     if plan_rows is None:
+        if ctx.pending:
+            ctx.pending.write(session)  # e.g. a company reached through two customers in a batch
         plan_rows = company_plan_rows(session, company_id)
     current_base = next((r for r in plan_rows if r.role == "base"), None)
     if base is not None:

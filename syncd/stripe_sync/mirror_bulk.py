@@ -102,7 +102,7 @@ def upsert(session: Session, kind: str, states: Iterable[State]) -> int:
         return 0
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    for state in by_id.values():
+    for _, state in sorted(by_id.items()):  # primary-key order, as the applier's row locks
         row = {
             "stripe_id": state.stripe_id,
             "livemode": bool(state.data.get("livemode")),

@@ -56,9 +56,13 @@ class PendingWrites:
 
     def write(self, session: Session) -> None:
         """Deletes first (a moved base plan frees its slot), updates, then inserts parents first."""
-        for table, ids in self.deletes.items():
+        deletes, updates, inserts = self.deletes, self.updates, self.inserts
+        # Taken before sending: a failed statement must not leave rows behind for the next
+        # write (the per-event fallback reuses the context after rolling a savepoint back).
+        self.deletes, self.updates, self.inserts = {}, {}, {}
+        for table, ids in deletes.items():
             session.execute(delete(table).where(table.c.id.in_(ids)))
-        for (table, names), params in self.updates.items():
+        for (table, names), params in updates.items():
             statement = (
                 update(table)
                 .where(table.c.id == bindparam("row_id"))
@@ -66,12 +70,9 @@ class PendingWrites:
             )
             session.execute(statement, params)
         for table in INSERT_ORDER:
-            rows = self.inserts.get(table)
+            rows = inserts.get(table)
             if rows:
                 session.execute(insert(table), rows)
-        self.inserts.clear()
-        self.deletes.clear()
-        self.updates.clear()
 
 
 def _json(value: Any) -> Any:
