@@ -108,14 +108,17 @@ def inbox_committer(daemon: Daemon) -> InboxCommitter:
 def _kick(daemon: Daemon, stored: Sequence[StoredEvent]) -> None:
     """Apply new events right away, off the request path (the scheduled job picks up anything
     missed). Only inside a serving daemon with its scheduler on: the same conditions under
-    which the inbox job runs at all. Once per committed group."""
+    which the inbox job runs at all; a worker without the scheduler wakes the one with it.
+    Once per committed group."""
     from .. import jobs
+    from .runtime import kick, needs_notify, notify_applier
 
-    fresh = any(s.inserted and s.status == "pending" for s in stored)
-    if fresh and daemon.settings.scheduler.enabled and jobs._current is daemon:
-        from .runtime import kick
-
+    if not any(s.inserted and s.status == "pending" for s in stored):
+        return
+    if daemon.settings.scheduler.enabled and jobs._current is daemon:
         kick(daemon)
+    elif jobs._current is daemon and needs_notify(daemon):
+        notify_applier(daemon)  # another worker applies
 
 
 @operation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,55 @@ def test_one_unstorable_event_fails_alone_in_its_group(postgres_url: str, tmp_pa
         assert set(stored(daemon)) == {f"evt_n{n}" for n in range(6)}
     finally:
         daemon.close()
+
+
+@pytest.mark.postgres
+def test_with_several_workers_a_stored_event_wakes_the_applying_worker(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Worker 0 applies (it runs the scheduler); another worker that stored an event wakes it
+    with a NOTIFY, so the event does not wait for the next scheduled pass."""
+    from syncd import jobs
+    from syncd.stripe_sync.inbox import parse_event, store_event
+    from syncd.stripe_sync.runtime import ensure_listening, needs_notify, notify_applier
+
+    def worker(index: int) -> Daemon:
+        environ = {
+            "SYNCD_DATA_DIR": str(tmp_path / str(index)),
+            "SYNCD_DATABASE_URL": postgres_url,
+            "SYNCD_CATALOG_PATH": "",
+            "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
+            "SYNCD_STRIPE_REFETCH": "",
+            "SYNCD_SERVER_WORKERS": "2",
+            "SYNCD_SCHEDULER_ENABLED": "true" if index == 0 else "false",
+        }
+        d = Daemon(load_settings(None, environ=environ))
+        d.prepare(instance_lock=False)
+        return d
+
+    applying, storing = worker(0), worker(1)
+    assert needs_notify(storing) and not needs_notify(applying)
+    jobs.set_current_daemon(applying)  # as `syncd run` in worker 0 (its scheduler is not started)
+    try:
+        ensure_listening(applying)
+        raw = event_body("evt_other_worker", "customer.created")
+        with storing.engine.begin() as conn:
+            store_event(conn, raw, parse_event(raw))
+        deadline = time.monotonic() + 1.0
+        notify_applier(storing)
+        while time.monotonic() < deadline:
+            with applying.engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT status, attempts FROM inbox_event WHERE event_id = 'evt_other_worker'")
+                ).one()
+            if row.status != "pending" or row.attempts > 0:
+                break
+            # Until the listener is up, a NOTIFY may be missed: send again (production has the
+            # scheduled pass for that).
+            time.sleep(0.05)
+            notify_applier(storing)
+        assert row.status != "pending" or row.attempts > 0, "the applying worker was not woken"
+    finally:
+        jobs.set_current_daemon(None)
+        applying.close()
+        storing.close()
