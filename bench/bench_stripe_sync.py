@@ -2,11 +2,18 @@
 
     python bench/bench_stripe_sync.py [--quick] [--postgres URL]
 
-1. Throughput end to end: signed webhook POSTs to a serving daemon (verify, store in the
-   inbox, 2xx), each applied right after the answer (mirror, company, plans, change_log).
+0. Intake alone: signed webhook POSTs (verify, group-commit into the inbox, 2xx) with the
+   applier off; events/s = events / (first POST -> all stored). The unpaced runs use wrk
+   (``apt-get install wrk``; 2 threads, 32 connections) when installed: Python's http.client
+   costs ~10x its CPU, which on a small machine is CPU taken from the daemon.
+1. Throughput end to end: the same POSTs to a serving daemon, each applied right after the
+   answer (mirror, company, plans, change_log).
    Events/s = events / (first POST -> last event applied).
 2. Latency at a steady 200 events/s: receipt -> applied (inbox ``received_at`` ->
-   ``applied_at``), p50/p99.
+   ``applied_at``), p50/p99, and the same from the client's send time.
+
+``--workers 0`` (default) serves from a thread of this process; ``--workers N`` runs
+``syncd run`` with ``[server] workers = N`` in its own processes, as in production.
 3. Full sweep: pages of listed customers and subscriptions applied locally (mirror + company
    + plan mapping, one transaction per 100-object page), objects/s and peak RSS.
 
@@ -44,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
 from sqlalchemy import create_engine, func, text
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from syncd import jobs
@@ -167,8 +175,10 @@ class Server:
             },
         )
         configure_logging("warning", "json")
+        self._poll: Connection | None = None
         self.daemon = Daemon(settings)
         self.daemon.prepare()
+        self.engine = self.daemon.engine
         with session_scope(self.daemon.engine) as session:
             apply_catalog(session, loads(CATALOG))
         if apply:  # as in `syncd run`: webhooks kick the inbox applier
@@ -186,13 +196,15 @@ class Server:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
         self.server.should_exit = True
         self.thread.join(timeout=30)
         jobs.set_current_daemon(None)
         self.daemon.close()
 
     def counts(self) -> tuple[int, int]:
-        with Session(self.daemon.engine) as session:
+        with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")
             ).one()
@@ -200,9 +212,13 @@ class Server:
         return int(pending), int(total)
 
     def stored(self) -> int:
-        """Events in the inbox (one cheap query: polled while the daemon works)."""
-        with self.daemon.engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM inbox_event")).scalar_one())
+        """Events in the inbox (one cheap query on a held connection: polled while the daemon
+        works, so it should take little of the daemon's CPU)."""
+        if self._poll is None:
+            self._poll = self.engine.connect()
+        count = int(self._poll.execute(text("SELECT count(*) FROM inbox_event")).scalar_one())
+        self._poll.rollback()  # a fresh snapshot next time
+        return count
 
     def wait_applied(self, total: int, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
@@ -292,6 +308,58 @@ def post_wrk(
     return elapsed
 
 
+class ProcessServer(Server):
+    """``syncd run`` in a process of its own, as in production: with ``workers`` > 1, a
+    supervisor and that many serving processes on one socket (worker 0 applies)."""
+
+    def __init__(self, database_url: str, data_dir: str, *, workers: int, apply: bool = True) -> None:
+        from syncd.stripe_emulator.server import free_port
+
+        catalog = Path(data_dir) / "catalog.toml"
+        catalog.write_text(CATALOG)
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "SYNCD_DATA_DIR": data_dir,
+            "SYNCD_DATABASE_URL": database_url,
+            "SYNCD_DATABASE_POOL_SIZE": "20",
+            "SYNCD_CATALOG_PATH": str(catalog),
+            "SYNCD_STRIPE_API_KEY": "sk_test_bench",
+            "SYNCD_STRIPE_API_BASE": "http://127.0.0.1:9",  # nothing listens: no calls leave
+            "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
+            "SYNCD_STRIPE_REFETCH": "",
+            "SYNCD_SCHEDULER_EVENTS_REPLAY_INTERVAL_S": "3600",
+            "SYNCD_SCHEDULER_ENABLED": "true" if apply else "false",
+            "SYNCD_SERVER_WORKERS": str(workers),
+            "SYNCD_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),  # this tree's syncd
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "run", "--host", "127.0.0.1", "--port", str(self.port)], env=env
+        )
+        self.engine = create_engine(database_url)
+        self._poll = None
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("syncd run did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.engine.dispose()
+
+
 def post_all(
     port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None
 ) -> dict[str, float]:
@@ -357,10 +425,16 @@ def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str) -> f
     return time.monotonic() - t0
 
 
-def intake_only(database_url: str, count: int, client: str) -> dict[str, float]:
+def serve(database_url: str, data_dir: str, workers: int, apply: bool = True) -> Server:
+    if workers == 0:
+        return Server(database_url, data_dir, apply=apply)
+    return ProcessServer(database_url, data_dir, workers=workers, apply=apply)
+
+
+def intake_only(database_url: str, count: int, client: str, workers: int) -> dict[str, float]:
     """Webhooks verified, stored and answered, nothing applied: the intake's own rate."""
     with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(database_url, data_dir, apply=False)
+        server = serve(database_url, data_dir, workers, apply=False)
         try:
             payloads = [signed(e) for e in events(count, "i")]
             elapsed = deliver(server, payloads, client)
@@ -377,7 +451,7 @@ def throughput(server: Server, count: int, client: str) -> dict[str, float]:
     t0 = time.monotonic()
     received = deliver(server, payloads, client)
     t_done = server.wait_applied(len(payloads))
-    with Session(server.daemon.engine) as session:
+    with Session(server.engine) as session:
         logged = session.exec(select(func.count()).select_from(ChangeLog)).one()
     return {
         "events": len(payloads),
@@ -395,7 +469,7 @@ def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
     payloads = [signed(e) for e in events(int(rate * seconds), "l")]
     sent = post_all(server.port, payloads, threads=4, rate=rate)
     server.wait_applied(before + len(payloads))
-    with Session(server.daemon.engine) as session:
+    with Session(server.engine) as session:
         rows = session.exec(
             select(InboxEvent.event_id, InboxEvent.received_at, InboxEvent.applied_at).where(
                 col(InboxEvent.event_id).like("evt_l%")
@@ -555,6 +629,12 @@ def main() -> None:
     )
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: the daemon in this process (a thread); N: `syncd run` with [server] workers = N",
+    )
+    parser.add_argument(
         "--only", default="ieas", help="parts to run: i(ntake), e(nd to end + latency), a(pply), s(weep)"
     )
     args = parser.parse_args()
@@ -565,14 +645,14 @@ def main() -> None:
 
     if "i" in args.only:
         with fresh_database(args.postgres) as url:
-            io = intake_only(url, n_events, args.client)
+            io = intake_only(url, n_events, args.client, args.workers)
             print(
                 f"intake only (verified, stored, answered; applier off; client {args.client}): "
                 f"{io['events']:.0f} events at {io['receive_per_s']:,.0f} events/s"
             )
     if "e" in args.only:
         with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
-            server = Server(url, data_dir)
+            server = serve(url, data_dir, args.workers)
             try:
                 tp = throughput(server, n_events, args.client)
                 print(
