@@ -51,7 +51,7 @@ def verify_signature(raw: bytes, header: str | None, secrets: list[str], toleran
     try:
         items = [item.split("=", 2) for item in header.split(",")]
         timestamp = int(next(item[1] for item in items if item[0] == "t"))
-        signatures = [item[1].encode("latin-1") for item in items if item[0] == _SCHEME]
+        signatures = [item[1].encode() for item in items if item[0] == _SCHEME]
     except Exception:  # malformed header, as the SDK: not verified
         return False
     if not signatures:
