@@ -125,25 +125,29 @@ def _stored(row: dict[str, Any], inserted: bool) -> StoredEvent:
     return StoredEvent(row["event_id"], row["event_type"], inserted, status)
 
 
-# Each column with its Postgres array type: one fixed statement whatever the row count (unnest
-# of one array per column), so there is no per-row SQL to build, compile or send.
-_PG_COLUMNS = {
-    "event_id": "text",
-    "event_type": "text",
-    "api_version": "text",
-    "livemode": "boolean",
-    "object_id": "text",
-    "stripe_created": "bigint",
-    "payload": "text",
-    "source": "text",
-    "status": "text",
-    "attempts": "integer",
-    "received_at": "timestamptz",
-}
+# One fixed statement whatever the row count (unnest of one array per column): no per-row SQL
+# to build, compile or send.
 _PG_INSERT_MANY = text(
-    f"INSERT INTO inbox_event ({', '.join(_PG_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in _PG_COLUMNS.items())
-    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    "INSERT INTO inbox_event (event_id, event_type, api_version, livemode, object_id,"
+    " stripe_created, payload, source, status, attempts, received_at)"
+    " SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:event_type AS text[]),"
+    " CAST(:api_version AS text[]), CAST(:livemode AS boolean[]), CAST(:object_id AS text[]),"
+    " CAST(:stripe_created AS bigint[]), CAST(:payload AS text[]), CAST(:source AS text[]),"
+    " CAST(:status AS text[]), CAST(:attempts AS integer[]), CAST(:received_at AS timestamptz[]))"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_PG_COLUMNS = (
+    "event_id",
+    "event_type",
+    "api_version",
+    "livemode",
+    "object_id",
+    "stripe_created",
+    "payload",
+    "source",
+    "status",
+    "attempts",
+    "received_at",
 )
 
 

@@ -155,7 +155,7 @@ def _listen(daemon: Daemon) -> None:
         while jobs._current is daemon:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {INBOX_CHANNEL}")
+                    conn.execute("LISTEN syncd_inbox")  # INBOX_CHANNEL
                     while jobs._current is daemon:
                         if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
                             kick(daemon)
