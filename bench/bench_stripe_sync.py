@@ -416,9 +416,9 @@ def _post_all(
         raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[:3]}")
 
 
-def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str) -> float:
+def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str | None = None) -> float:
     """POST every payload as fast as the daemon takes them; seconds until all were answered."""
-    if client == "wrk":
+    if client == "wrk" or (client is None and shutil.which("wrk")):
         return post_wrk(server, payloads)
     t0 = time.monotonic()
     post_all(server.port, payloads, threads=8)
@@ -431,7 +431,9 @@ def serve(database_url: str, data_dir: str, workers: int, apply: bool = True) ->
     return ProcessServer(database_url, data_dir, workers=workers, apply=apply)
 
 
-def intake_only(database_url: str, count: int, client: str, workers: int) -> dict[str, float]:
+def intake_only(
+    database_url: str, count: int, client: str | None = None, workers: int = 0
+) -> dict[str, float]:
     """Webhooks verified, stored and answered, nothing applied: the intake's own rate."""
     with tempfile.TemporaryDirectory() as data_dir:
         server = serve(database_url, data_dir, workers, apply=False)
@@ -446,7 +448,7 @@ def intake_only(database_url: str, count: int, client: str, workers: int) -> dic
     return {"events": len(payloads), "receive_per_s": len(payloads) / elapsed}
 
 
-def throughput(server: Server, count: int, client: str) -> dict[str, float]:
+def throughput(server: Server, count: int, client: str | None = None) -> dict[str, float]:
     payloads = [signed(e) for e in events(count, "t")]
     t0 = time.monotonic()
     received = deliver(server, payloads, client)
