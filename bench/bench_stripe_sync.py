@@ -2,11 +2,18 @@
 
     python bench/bench_stripe_sync.py [--quick] [--postgres URL]
 
-1. Throughput end to end: signed webhook POSTs to a serving daemon (verify, store in the
-   inbox, 2xx), each applied right after the answer (mirror, company, plans, change_log).
+0. Intake alone: signed webhook POSTs (verify, group-commit into the inbox, 2xx) with the
+   applier off; events/s = events / (first POST -> all stored). The unpaced runs use wrk
+   (``apt-get install wrk``; 2 threads, 32 connections) when installed: Python's http.client
+   costs ~10x its CPU, which on a small machine is CPU taken from the daemon.
+1. Throughput end to end: the same POSTs to a serving daemon, each applied right after the
+   answer (mirror, company, plans, change_log).
    Events/s = events / (first POST -> last event applied).
 2. Latency at a steady 200 events/s: receipt -> applied (inbox ``received_at`` ->
-   ``applied_at``), p50/p99.
+   ``applied_at``), p50/p99, and the same from the client's send time.
+
+``--workers 0`` (default) serves from a thread of this process; ``--workers N`` runs
+``syncd run`` with ``[server] workers = N`` in its own processes, as in production.
 3. Full sweep: pages of listed customers and subscriptions applied locally (mirror + company
    + plan mapping, one transaction per 100-object page), objects/s and peak RSS.
 
@@ -27,6 +34,9 @@ import multiprocessing
 import os
 import resource
 import secrets
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
 from sqlalchemy import create_engine, func, text
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from syncd import jobs
@@ -149,7 +160,7 @@ def signed(event: dict[str, Any]) -> tuple[bytes, str]:
 class Server:
     """A prepared daemon serving its HTTP app on loopback, with the inbox kick enabled."""
 
-    def __init__(self, database_url: str, data_dir: str) -> None:
+    def __init__(self, database_url: str, data_dir: str, *, apply: bool = True) -> None:
         settings = load_settings(
             None,
             environ={
@@ -164,11 +175,14 @@ class Server:
             },
         )
         configure_logging("warning", "json")
+        self._poll: Connection | None = None
         self.daemon = Daemon(settings)
         self.daemon.prepare()
+        self.engine = self.daemon.engine
         with session_scope(self.daemon.engine) as session:
             apply_catalog(session, loads(CATALOG))
-        jobs.set_current_daemon(self.daemon)  # as in `syncd run`: webhooks kick the inbox
+        if apply:  # as in `syncd run`: webhooks kick the inbox applier
+            jobs.set_current_daemon(self.daemon)
         from syncd.stripe_emulator.server import free_port
 
         self.port = free_port()
@@ -182,18 +196,29 @@ class Server:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
         self.server.should_exit = True
         self.thread.join(timeout=30)
         jobs.set_current_daemon(None)
         self.daemon.close()
 
     def counts(self) -> tuple[int, int]:
-        with Session(self.daemon.engine) as session:
+        with Session(self.engine) as session:
             pending = session.exec(
                 select(func.count()).select_from(InboxEvent).where(col(InboxEvent.status) == "pending")
             ).one()
             total = session.exec(select(func.count()).select_from(InboxEvent)).one()
         return int(pending), int(total)
+
+    def stored(self) -> int:
+        """Events in the inbox (one cheap query on a held connection: polled while the daemon
+        works, so it should take little of the daemon's CPU)."""
+        if self._poll is None:
+            self._poll = self.engine.connect()
+        count = int(self._poll.execute(text("SELECT count(*) FROM inbox_event")).scalar_one())
+        self._poll.rollback()  # a fresh snapshot next time
+        return count
 
     def wait_applied(self, total: int, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
@@ -206,21 +231,159 @@ class Server:
             time.sleep(0.02)
 
 
-def post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
-    """POST from a forked child process, so the load generator does not share the daemon's GIL."""
-    child = multiprocessing.get_context("fork").Process(
-        target=_post_all, args=(port, payloads, threads, rate)
-    )
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"the load generator failed (exit {child.exitcode})")
+WRK_SCRIPT = r"""
+-- Each event is POSTed exactly once: thread k of n sends lines k, k+n, ... of the data file.
+-- A connection with nothing left asks for /healthz until its thread has all its answers.
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  local nthreads = tonumber(args[2])
+  requests, sent, answered = {}, 0, 0
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % nthreads == id then
+      local sig, body = line:match("^([^\t]*)\t(.*)$")
+      requests[#requests + 1] = wrk.format("POST", "/webhooks/stripe",
+        {["Stripe-Signature"] = sig, ["Content-Type"] = "application/json"}, body)
+    end
+    i = i + 1
+  end
+  filler = wrk.format("GET", "/healthz")
+end
+function request()
+  -- wrk calls thread 0's request() once before connecting, to check it (that one is not sent).
+  if id == 0 and not probed then
+    probed = true
+    return filler
+  end
+  if sent < #requests then
+    sent = sent + 1
+    return requests[sent]
+  end
+  return filler
+end
+function response(status, headers, body)
+  -- /healthz answers 200 without "received": a filler, not one of ours.
+  if status == 200 and not body:find('"received"', 1, true) then return end
+  answered = answered + 1
+  if answered == #requests then wrk.thread:stop() end
+end
+"""
 
 
-def _post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None) -> None:
+def post_wrk(
+    server: Server, payloads: list[tuple[bytes, str]], connections: int = 32, threads: int = 2
+) -> float:
+    """POST every payload once with wrk (C: ~20 µs of CPU a request, so the load generator takes
+    little of the CPU the daemon needs); returns the seconds from launch until all are stored."""
+    _, before = server.counts()
+    with tempfile.TemporaryDirectory(prefix="syncd-wrk-") as tmp:
+        script, data = Path(tmp) / "post.lua", Path(tmp) / "events.tsv"
+        script.write_text(WRK_SCRIPT)
+        data.write_bytes(b"".join(sig.encode() + b"\t" + body + b"\n" for body, sig in payloads))
+        argv = ["wrk", f"-t{threads}", f"-c{connections}", "-d600s", "-s", str(script)]
+        url = f"http://127.0.0.1:{server.port}"
+        t0 = time.monotonic()
+        wrk = subprocess.Popen(
+            [*argv, url, "--", str(data), str(threads)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            while server.stored() < before + len(payloads):
+                if wrk.poll() is not None:
+                    raise RuntimeError(f"wrk exited early:\n{wrk.stdout.read() if wrk.stdout else ''}")
+                time.sleep(0.02)
+            elapsed = time.monotonic() - t0
+        finally:
+            wrk.send_signal(signal.SIGINT)
+            out = wrk.communicate(timeout=30)[0]
+    for line in out.splitlines():
+        if "Non-2xx or 3xx responses:" in line:
+            raise RuntimeError(f"non-200 answers from the daemon: {line.strip()}")
+    return elapsed
+
+
+class ProcessServer(Server):
+    """``syncd run`` in a process of its own, as in production: with ``workers`` > 1, a
+    supervisor and that many serving processes on one socket (worker 0 applies)."""
+
+    def __init__(self, database_url: str, data_dir: str, *, workers: int, apply: bool = True) -> None:
+        from syncd.stripe_emulator.server import free_port
+
+        catalog = Path(data_dir) / "catalog.toml"
+        catalog.write_text(CATALOG)
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "SYNCD_DATA_DIR": data_dir,
+            "SYNCD_DATABASE_URL": database_url,
+            "SYNCD_DATABASE_POOL_SIZE": "20",
+            "SYNCD_CATALOG_PATH": str(catalog),
+            "SYNCD_STRIPE_API_KEY": "sk_test_bench",
+            "SYNCD_STRIPE_API_BASE": "http://127.0.0.1:9",  # nothing listens: no calls leave
+            "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
+            "SYNCD_STRIPE_REFETCH": "",
+            "SYNCD_SCHEDULER_EVENTS_REPLAY_INTERVAL_S": "3600",
+            "SYNCD_SCHEDULER_ENABLED": "true" if apply else "false",
+            "SYNCD_SERVER_WORKERS": str(workers),
+            "SYNCD_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),  # this tree's syncd
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "run", "--host", "127.0.0.1", "--port", str(self.port)], env=env
+        )
+        self.engine = create_engine(database_url)
+        self._poll = None
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("syncd run did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.engine.dispose()
+
+
+def post_all(
+    port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None
+) -> dict[str, float]:
+    """POST from a forked child process, so the load generator does not share the daemon's GIL.
+    Returns each event's send time (``time.time()``, keyed by event id)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as sent:
+        child = multiprocessing.get_context("fork").Process(
+            target=_post_all, args=(port, payloads, threads, rate, sent.name)
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"the load generator failed (exit {child.exitcode})")
+        times: dict[str, float] = json.loads(Path(sent.name).read_text())
+        return times
+
+
+def _post_all(
+    port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None, sent_path: str
+) -> None:
     """POST every payload (``threads`` keep-alive connections; optionally paced to ``rate``/s)."""
     start = time.monotonic()
     errors: list[str] = []
+    sent: dict[str, float] = {}
 
     def worker(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -230,6 +393,7 @@ def _post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: 
                 if delay > 0:
                     time.sleep(delay)
             body, sig = payloads[i]
+            sent[json.loads(body)["id"]] = time.time()
             conn.request(
                 "POST",
                 "/webhooks/stripe",
@@ -247,43 +411,83 @@ def _post_all(port: int, payloads: list[tuple[bytes, str]], threads: int, rate: 
         t.start()
     for t in pool:
         t.join()
+    Path(sent_path).write_text(json.dumps(sent))
     if errors:
         raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[:3]}")
 
 
-def throughput(server: Server, count: int) -> dict[str, float]:
-    payloads = [signed(e) for e in events(count, "t")]
+def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str | None = None) -> float:
+    """POST every payload as fast as the daemon takes them; seconds until all were answered."""
+    if client == "wrk" or (client is None and shutil.which("wrk")):
+        return post_wrk(server, payloads)
     t0 = time.monotonic()
     post_all(server.port, payloads, threads=8)
-    t_posted = time.monotonic()
+    return time.monotonic() - t0
+
+
+def serve(database_url: str, data_dir: str, workers: int, apply: bool = True) -> Server:
+    if workers == 0:
+        return Server(database_url, data_dir, apply=apply)
+    return ProcessServer(database_url, data_dir, workers=workers, apply=apply)
+
+
+def intake_only(
+    database_url: str, count: int, client: str | None = None, workers: int = 0
+) -> dict[str, float]:
+    """Webhooks verified, stored and answered, nothing applied: the intake's own rate."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = serve(database_url, data_dir, workers, apply=False)
+        try:
+            payloads = [signed(e) for e in events(count, "i")]
+            elapsed = deliver(server, payloads, client)
+            pending, stored = server.counts()
+        finally:
+            server.stop()
+    if stored != len(payloads) or pending != len(payloads):
+        raise RuntimeError(f"{stored} stored, {pending} pending of {len(payloads)}")
+    return {"events": len(payloads), "receive_per_s": len(payloads) / elapsed}
+
+
+def throughput(server: Server, count: int, client: str | None = None) -> dict[str, float]:
+    payloads = [signed(e) for e in events(count, "t")]
+    t0 = time.monotonic()
+    received = deliver(server, payloads, client)
     t_done = server.wait_applied(len(payloads))
-    with Session(server.daemon.engine) as session:
+    with Session(server.engine) as session:
         logged = session.exec(select(func.count()).select_from(ChangeLog)).one()
     return {
         "events": len(payloads),
         "events_per_s": len(payloads) / (t_done - t0),
-        "receive_per_s": len(payloads) / (t_posted - t0),
+        "receive_per_s": len(payloads) / received,
         "change_log_rows": float(logged),
     }
 
 
 def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
+    """Paced deliveries; receipt (``received_at``, stamped when the daemon has read the request)
+    -> applied (``applied_at``, stamped in the applying transaction just before its commit), and
+    the same from the client's send time (includes the request's queueing and transfer)."""
     _, before = server.counts()
     payloads = [signed(e) for e in events(int(rate * seconds), "l")]
-    post_all(server.port, payloads, threads=4, rate=rate)
+    sent = post_all(server.port, payloads, threads=4, rate=rate)
     server.wait_applied(before + len(payloads))
-    with Session(server.daemon.engine) as session:
+    with Session(server.engine) as session:
         rows = session.exec(
-            select(InboxEvent.received_at, InboxEvent.applied_at).where(
+            select(InboxEvent.event_id, InboxEvent.received_at, InboxEvent.applied_at).where(
                 col(InboxEvent.event_id).like("evt_l%")
             )
         ).all()
-    lat = sorted((applied - received).total_seconds() * 1000 for received, applied in rows if applied)
+    lat = sorted((applied - received).total_seconds() * 1000 for _, received, applied in rows if applied)
+    from_send = sorted(
+        (applied.timestamp() - sent[event_id]) * 1000 for event_id, _, applied in rows if applied
+    )
     return {
         "events": len(lat),
         "p50_ms": lat[len(lat) // 2],
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "max_ms": lat[-1],
+        "send_p50_ms": from_send[len(from_send) // 2],
+        "send_p99_ms": from_send[min(len(from_send) - 1, int(len(from_send) * 0.99))],
     }
 
 
@@ -419,49 +623,76 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts (smoke run)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s for the latency run")
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator for the unpaced runs: wrk (C; apt-get install wrk) or Python threads",
+    )
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="0: the daemon in this process (a thread); N: `syncd run` with [server] workers = N",
+    )
+    parser.add_argument(
+        "--only", default="ieas", help="parts to run: i(ntake), e(nd to end + latency), a(pply), s(weep)"
+    )
     args = parser.parse_args()
     n_events = 600 if args.quick else 3000
     lat_seconds = 3 if args.quick else 10
     n_sweep = args.sweep_customers or (1000 if args.quick else 10_000)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
-    with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
-        server = Server(url, data_dir)
-        try:
-            tp = throughput(server, n_events)
+    if "i" in args.only:
+        with fresh_database(args.postgres) as url:
+            io = intake_only(url, n_events, args.client, args.workers)
             print(
-                f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
-                f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
+                f"intake only (verified, stored, answered; applier off; client {args.client}): "
+                f"{io['events']:.0f} events at {io['receive_per_s']:,.0f} events/s"
             )
-            lt = latency(server, args.latency_rate, lat_seconds)
+    if "e" in args.only:
+        with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
+            server = serve(url, data_dir, args.workers)
+            try:
+                tp = throughput(server, n_events, args.client)
+                print(
+                    f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
+                    f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
+                )
+                lt = latency(server, args.latency_rate, lat_seconds)
+                print(
+                    f"at {args.latency_rate:.0f} events/s: receipt -> applied p50 {lt['p50_ms']:.1f} ms, "
+                    f"p99 {lt['p99_ms']:.1f} ms, max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events); "
+                    f"client send -> applied p50 {lt['send_p50_ms']:.1f} ms, p99 {lt['send_p99_ms']:.1f} ms"
+                )
+            finally:
+                server.stop()
+    if "a" in args.only:
+        with fresh_database(args.postgres) as url:
+            ap = apply_only(url, n_events)
             print(
-                f"at {args.latency_rate:.0f} events/s: receipt -> applied p50 {lt['p50_ms']:.1f} ms, "
-                f"p99 {lt['p99_ms']:.1f} ms, max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events)"
+                f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
+                f"{ap['cpu_ms_per_event']:.2f} ms CPU per event, "
+                f"{ap['statements_per_event']:.1f} SQL statements per event "
+                "(new customers: company created, initial plan, then the paid plan)"
             )
-        finally:
-            server.stop()
-    with fresh_database(args.postgres) as url:
-        ap = apply_only(url, n_events)
-        print(
-            f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
-            f"{ap['cpu_ms_per_event']:.2f} ms CPU per event, {ap['statements_per_event']:.1f} SQL statements "
-            "per event (new customers: company created, initial plan, then the paid plan)"
-        )
-        print(
-            f"apply only, steady state (subscription updates of existing customers): "
-            f"{ap['updates_per_s']:,.0f} events/s, {ap['update_cpu_ms']:.2f} ms CPU per event, "
-            f"{ap['update_statements_per_event']:.1f} SQL statements per event "
-            "(target >= 1,000/s end to end)"
-        )
-    with fresh_database(args.postgres) as url:
-        sw = sweep_rate(url, n_sweep)
-        print(
-            f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
-            f"({sw['cpu_ms_per_object']:.2f} ms CPU per object); peak RSS {sw['peak_rss_mb']:.0f} MB "
-            f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep); "
-            f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s"
-        )
+            print(
+                f"apply only, steady state (subscription updates of existing customers): "
+                f"{ap['updates_per_s']:,.0f} events/s, {ap['update_cpu_ms']:.2f} ms CPU per event, "
+                f"{ap['update_statements_per_event']:.1f} SQL statements per event "
+                "(target >= 1,000/s end to end)"
+            )
+    if "s" in args.only:
+        with fresh_database(args.postgres) as url:
+            sw = sweep_rate(url, n_sweep)
+            print(
+                f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
+                f"({sw['cpu_ms_per_object']:.2f} ms CPU per object); peak RSS {sw['peak_rss_mb']:.0f} MB "
+                f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep); "
+                f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s"
+            )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

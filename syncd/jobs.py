@@ -217,9 +217,10 @@ def boundaries() -> None:
 def apply_stripe_inbox() -> int:
     """Apply pending Stripe events (webhooks and replayed ones) and expire ended access."""
     from .stripe_sync.apply import apply_pending
-    from .stripe_sync.runtime import apply_lock, apply_options, client_for
+    from .stripe_sync.runtime import apply_lock, apply_options, client_for, ensure_listening
 
     daemon = current_daemon()
+    ensure_listening(daemon)  # several workers: the others wake this one's applier
     lock = apply_lock(daemon)
     if not lock.acquire(blocking=False):
         return 0  # the kicked applier is at it (it runs the same pass)

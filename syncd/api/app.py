@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from ..services.changes import Changed
+from ..stripe_sync.webhook import StripeWebhookApp, inbox_committer
 from ..stripe_sync.webhook import routes as stripe_webhook_routes
 from . import health, openapi
 from .auth import ApiKeyMiddleware, check_coverage
@@ -31,9 +32,12 @@ def all_routes() -> list[BaseRoute]:
 def create_app(daemon: Daemon) -> Starlette:
     routes = all_routes()
     check_coverage(routes)
+    committer = inbox_committer(daemon)
     app = Starlette(
         routes=routes,
         middleware=[
+            # Stripe's deliveries skip the stack too (the intake's cost is mostly the stack's).
+            Middleware(StripeWebhookApp, daemon=daemon, committer=committer),
             # Outermost: warm flag checks are answered before the rest of the stack.
             Middleware(FastCheckApp, daemon=daemon),
             Middleware(RequestContextMiddleware, metrics=daemon.metrics),
@@ -43,6 +47,7 @@ def create_app(daemon: Daemon) -> Starlette:
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.daemon = daemon
+    app.state.inbox_committer = committer
 
     # Called with the company ids (or "all") whose entitlements may have changed, after each
     # committed API mutation: the store reads the change log at once (read-your-writes).

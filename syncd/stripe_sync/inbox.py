@@ -8,9 +8,12 @@ and a crash after the 2xx loses nothing because applying happens off the request
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -45,7 +48,9 @@ class MalformedEvent(ValueError):
 
 def parse_event(raw: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(raw)
+        # Stripe sends UTF-8 and the payload is stored as UTF-8 text: json.loads(bytes) would
+        # also take UTF-16/32, which could then not be stored.
+        event = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"body is not JSON: {exc}") from exc
     if not isinstance(event, dict) or event.get("object") != "event":
@@ -63,14 +68,13 @@ def is_relevant(event_type: str) -> bool:
     return event_type.startswith(RELEVANT_PREFIXES)
 
 
-def store_event(
-    conn: Connection, raw: bytes, event: dict[str, Any], *, source: str = "webhook"
-) -> StoredEvent:
-    """Insert the event unless its id is already stored. Runs inside the caller's transaction."""
+def inbox_row(
+    raw: bytes, event: dict[str, Any], *, source: str = "webhook", received_at: datetime | None = None
+) -> dict[str, Any]:
+    """The ``inbox_event`` row for a parsed event (what :func:`store_event` inserts)."""
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     obj = data.get("object") if isinstance(data, dict) else None
-    status = "pending" if is_relevant(event["type"]) else "ignored"
-    values = {
+    return {
         "event_id": event["id"],
         "event_type": event["type"],
         "api_version": event.get("api_version"),
@@ -79,14 +83,86 @@ def store_event(
         "stripe_created": int(event.get("created") or 0),
         "payload": raw.decode("utf-8"),
         "source": source,
-        "status": status,
+        "status": "pending" if is_relevant(event["type"]) else "ignored",
         "attempts": 0,
-        "received_at": utcnow(),
+        "received_at": received_at or utcnow(),
     }
+
+
+def store_event(
+    conn: Connection, raw: bytes, event: dict[str, Any], *, source: str = "webhook"
+) -> StoredEvent:
+    """Insert the event unless its id is already stored. Runs inside the caller's transaction."""
+    values = inbox_row(raw, event, source=source)
     table = InboxEvent.__table__  # type: ignore[attr-defined]
     dialect = conn.dialect.name
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     statement = insert.values(**values).on_conflict_do_nothing(index_elements=["event_id"])
     # RETURNING tells us reliably, on both backends, whether this delivery was the first.
     inserted = conn.execute(statement.returning(table.c.event_id)).first() is not None
-    return StoredEvent(event["id"], event["type"], inserted, status if inserted else "duplicate")
+    return _stored(values, inserted)
+
+
+def store_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[StoredEvent]:
+    """Insert many :func:`inbox_row` rows with one statement, in the caller's transaction; one
+    result per row, in order. A repeated id (already stored, or earlier in ``rows``) is a
+    duplicate: only the first occurrence can be inserted."""
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row["event_id"], row)
+    # Sorted ids: concurrent inserters (workers, replicas) take the key locks in one order.
+    unique = [first[event_id] for event_id in sorted(first)]
+    inserted = _insert_many(conn, unique) if unique else set()
+    results = []
+    for row in rows:
+        fresh = row["event_id"] in inserted and first[row["event_id"]] is row
+        results.append(_stored(row, fresh))
+    return results
+
+
+def _stored(row: dict[str, Any], inserted: bool) -> StoredEvent:
+    status = row["status"] if inserted else "duplicate"
+    return StoredEvent(row["event_id"], row["event_type"], inserted, status)
+
+
+# One fixed statement whatever the row count (unnest of one array per column): no per-row SQL
+# to build, compile or send.
+_PG_INSERT_MANY = text(
+    "INSERT INTO inbox_event (event_id, event_type, api_version, livemode, object_id,"
+    " stripe_created, payload, source, status, attempts, received_at)"
+    " SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:event_type AS text[]),"
+    " CAST(:api_version AS text[]), CAST(:livemode AS boolean[]), CAST(:object_id AS text[]),"
+    " CAST(:stripe_created AS bigint[]), CAST(:payload AS text[]), CAST(:source AS text[]),"
+    " CAST(:status AS text[]), CAST(:attempts AS integer[]), CAST(:received_at AS timestamptz[]))"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_PG_COLUMNS = (
+    "event_id",
+    "event_type",
+    "api_version",
+    "livemode",
+    "object_id",
+    "stripe_created",
+    "payload",
+    "source",
+    "status",
+    "attempts",
+    "received_at",
+)
+
+
+def _insert_many(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        params = {column: [row[column] for row in rows] for column in _PG_COLUMNS}
+        params["received_at"] = [value.astimezone(UTC) for value in params["received_at"]]
+        return set(conn.execute(_PG_INSERT_MANY, params).scalars())
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    inserted: set[str] = set()
+    for start in range(0, len(rows), _SQLITE_ROWS):  # SQLite caps bound parameters per statement
+        chunk = rows[start : start + _SQLITE_ROWS]
+        statement = sqlite_insert(table).values(chunk).on_conflict_do_nothing(index_elements=["event_id"])
+        inserted.update(conn.execute(statement.returning(table.c.event_id)).scalars())
+    return inserted
+
+
+_SQLITE_ROWS = 500

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import stripe
 import structlog
+from sqlalchemy import text
 
 from ..config import Settings
 from ..stripe_api import build_client
@@ -96,6 +98,73 @@ def kick(daemon: Daemon) -> None:
         if worker is None:
             worker = _workers[id(daemon)] = InboxWorker(daemon)
     worker.kick()
+
+
+# -- Several workers (``[server] workers = N``) -----------------------------------------------
+# Only worker 0 runs the scheduler and so the applier; the others store deliveries too. On
+# Postgres they wake worker 0's applier with a NOTIFY after each group commit, instead of
+# leaving their events to the next scheduled pass (up to ``inbox_interval_s`` later).
+
+INBOX_CHANNEL = "syncd_inbox"
+
+
+def needs_notify(daemon: Daemon) -> bool:
+    """True in a worker that stores deliveries but does not apply them, on Postgres."""
+    settings = daemon.settings
+    return (
+        settings.server.workers > 1
+        and not settings.scheduler.enabled
+        and daemon.engine.dialect.name == "postgresql"
+    )
+
+
+def notify_applier(daemon: Daemon) -> None:
+    """Wake the applying worker (after a commit; on failure the scheduled pass still comes)."""
+    try:
+        with daemon.engine.connect() as conn:
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": INBOX_CHANNEL})
+            conn.commit()
+    except Exception:
+        log.warning("stripe_inbox_notify_failed", exc_info=True)
+
+
+_listeners: dict[int, threading.Thread] = {}
+
+
+def ensure_listening(daemon: Daemon) -> None:
+    """In the applying worker of several, on Postgres: kick the applier on each NOTIFY from
+    the other workers (a thread with its own connection, until the daemon stops serving)."""
+    settings = daemon.settings
+    if settings.server.workers <= 1 or daemon.engine.dialect.name != "postgresql":
+        return
+    with _lock:
+        if id(daemon) in _listeners:
+            return
+        thread = threading.Thread(target=_listen, args=(daemon,), name="stripe-inbox-listen", daemon=True)
+        _listeners[id(daemon)] = thread
+    thread.start()
+
+
+def _listen(daemon: Daemon) -> None:
+    import psycopg
+
+    from .. import jobs
+
+    url = daemon.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        while jobs._current is daemon:
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("LISTEN syncd_inbox")  # INBOX_CHANNEL
+                    while jobs._current is daemon:
+                        if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                            kick(daemon)
+            except Exception:  # the scheduled pass still applies; listen again shortly
+                log.warning("stripe_inbox_listen_failed", exc_info=True)
+                time.sleep(1.0)
+    finally:
+        with _lock:
+            _listeners.pop(id(daemon), None)
 
 
 def apply_options(settings: Settings) -> ApplyOptions:
