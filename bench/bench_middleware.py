@@ -1,6 +1,6 @@
 """Benchmark the entitlement middleware's per-request cost, in process.
 
-    python bench/bench_middleware.py [--quick]
+    python bench/bench_middleware.py [--quick] [--uvicorn [--client wrk|python] [--control]]
 
 Requests are driven straight through the ASGI callable (no server, no sockets), so the
 middleware's cost is not hidden behind network and HTTP parsing. Measured in the same run,
@@ -12,8 +12,13 @@ interleaved in rounds (median of rounds reported):
   a 20-flag catalog, identified by header, decided from the replica's compiled snapshot).
 
 With ``--uvicorn``, the same two Starlette apps (without the middleware; with it, gated route)
-are also served by real uvicorn processes (1 worker each) and loaded over HTTP/1.1 keep-alive
-connections with pipelining from this process, rounds interleaved; requests/s compared.
+are also served by real uvicorn processes (1 worker each), plus a second copy of the app
+without the middleware (an A/A pair: the method's own noise in this run). Load: HTTP/1.1
+keep-alive connections with pipelining, from ``wrk`` when it is on PATH (C, its own process,
+so the load generator costs the machine little and the same for every server), else from an
+asyncio client in this process. Rounds are interleaved (the servers loaded one after the
+other, the order rotated); per server: requests/s and server CPU per request (the kernel's
+per-process CPU clock, all threads); the ratios reported are medians of per-round ratios.
 
 Numbers only: nothing here asserts a timing. Targets: <= 10 us added per request, and the gated
 route serving >= 95% of the ungated route's requests per second.
@@ -345,7 +350,7 @@ async def measure_uvicorn(
             if concurrent:
                 await asyncio.gather(*(one(name, proc, port) for name, (proc, port) in order))
                 continue
-            order.reverse()  # alternate who goes first, so drift in machine load evens out
+            order = order[1:] + order[:1]  # rotate who goes first, so drift in load evens out
             for name, (proc, port) in order:
                 await one(name, proc, port)
         return results
@@ -388,34 +393,50 @@ def main() -> None:
     print(f"added to an ungated route (pass-through):           {passthrough:6.2f} us/request")
     print(f"gated route requests/s vs same route ungated:       {ratio:6.1%}            (target >= 95%)")
     if args.uvicorn:
-        factories = {"plain": "make_plain_app", "gated": "make_gated_app"}
-        if args.control:
-            factories["control"] = "make_plain_app_with_data"
-        rounds, seconds = (3, 1.0) if args.quick else (10, 2.0)
-        served = asyncio.run(measure_uvicorn(rounds, seconds, args.client, factories))
-        plain, gated = served["plain"], served["gated"]
-        print()
-        print(
-            f"uvicorn, 1 worker each, HTTP/1.1 keep-alive, 8 connections x 16 pipelined requests, "
-            f"load from {args.client}; median (min) of {rounds} interleaved rounds of {seconds:.0f} s:"
-        )
-        print(f"{'':34} {'requests/s':>11} {'server CPU us/request':>22} {'capacity/s':>11}")
-        names = {"plain": "same route, no middleware", "gated": "same route, gated"}
-        names["control"] = "no middleware, replica loaded"
-        for key, result in served.items():
-            cpu = f"{result.cpu:8.1f} ({min(result.cpu_us):.1f})"
-            print(f"  {names[key]:32} {result.rate:11,.0f} {cpu:>22} {1e6 / result.cpu:11,.0f}")
-        # Each round loads every server back to back: the ratio within a round is what drift in
-        # the machine's load (other processes on the 2 cores) disturbs least.
-        rps_ratio = paired(gated.rates, plain.rates)
-        cpu_ratio = paired(plain.cpu_us, gated.cpu_us)
-        print(f"  gated vs ungated, requests/s as measured:   {rps_ratio:6.1%}   (target >= 95%)")
-        print(f"  gated vs ungated, capacity from server CPU: {cpu_ratio:6.1%}   (target >= 95%)")
-        print(
-            f"  (medians of the {rounds} per-round ratios; ratios of the medians above: requests/s "
-            f"{gated.rate / plain.rate:.1%}, CPU {plain.cpu / gated.cpu:.1%}; "
-            f"gated adds {gated.cpu - plain.cpu:.1f} us of server CPU per request)"
-        )
+        uvicorn_report(args.quick, args.client, args.control)
+
+
+def uvicorn_report(quick: bool, client: str, control: bool) -> None:
+    # "again": a second server of the same plain app, an A/A pair: how far two identical servers
+    # measured this way differ in this run (on a shared 2-core machine, often more than 5%).
+    factories = {"plain": "make_plain_app", "gated": "make_gated_app", "again": "make_plain_app"}
+    if control:
+        factories["control"] = "make_plain_app_with_data"
+    rounds, seconds = (3, 1.0) if quick else (12, 2.0)
+    served = asyncio.run(measure_uvicorn(rounds, seconds, client, factories))
+    plain, gated, again = served["plain"], served["gated"], served["again"]
+    print()
+    print(
+        f"uvicorn, 1 worker each, HTTP/1.1 keep-alive, 8 connections x 16 pipelined requests, "
+        f"load from {client}; median (min) of {rounds} interleaved rounds of {seconds:.0f} s:"
+    )
+    print(f"{'':36} {'requests/s':>11} {'server CPU us/request':>22} {'capacity/s':>11}")
+    names = {
+        "plain": "same route, no middleware",
+        "gated": "same route, gated",
+        "again": "no middleware, second server",
+        "control": "no middleware, replica loaded",
+    }
+    for key, result in served.items():
+        cpu = f"{result.cpu:8.1f} ({min(result.cpu_us):.1f})"
+        print(f"  {names[key]:34} {result.rate:11,.0f} {cpu:>22} {1e6 / result.cpu:11,.0f}")
+    for key, result in served.items():
+        print(f"    {key:8} CPU us/request by round: " + " ".join(f"{c:.1f}" for c in result.cpu_us))
+    # Within a round the servers are loaded back to back, so a per-round ratio is what drift in
+    # the machine's load (other processes on the 2 cores) disturbs least; the median of those.
+    rps_ratio = paired(gated.rates, plain.rates)
+    cpu_ratio = paired(plain.cpu_us, gated.cpu_us)
+    print(f"  gated vs ungated, requests/s as measured:   {rps_ratio:6.1%}   (target >= 95%)")
+    print(f"  gated vs ungated, capacity from server CPU: {cpu_ratio:6.1%}   (target >= 95%)")
+    print(
+        f"  A/A, second plain server vs the first: requests/s {paired(again.rates, plain.rates):.1%}, "
+        f"capacity from server CPU {paired(plain.cpu_us, again.cpu_us):.1%}"
+    )
+    print(
+        f"  (medians of the {rounds} per-round ratios; ratios of the medians above: requests/s "
+        f"{gated.rate / plain.rate:.1%}, CPU {plain.cpu / gated.cpu:.1%}; "
+        f"gated adds {gated.cpu - plain.cpu:.1f} us of server CPU per request)"
+    )
 
 
 def paired(numerators: list[float], denominators: list[float]) -> float:
