@@ -56,6 +56,23 @@ def header_identity(
 
     # The same callers come back: reuse their Identity rather than build one per request.
     seen: dict[tuple[bytes | None, bytes | None], Identity] = {}
+    by_company: dict[bytes, Identity] = {}
+
+    def identify_company(scope: Scope) -> Identity | None:
+        # The usual case, on every gated request: one header, no tuple key. Scanned from the
+        # end so a repeated header resolves to its last value, as in ``identify``.
+        for key, value in reversed(scope["headers"]):
+            if key == cname:
+                found = by_company.get(value)
+                if found is None:
+                    if len(by_company) >= _MAX_SEEN:
+                        by_company.clear()
+                    found = by_company[value] = Identity({company_key: value.decode("latin-1")})
+                return found
+        return None
+
+    if uname is None:
+        return identify_company
 
     def identify(scope: Scope) -> Identity | None:
         cval = uval = None

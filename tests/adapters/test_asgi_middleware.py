@@ -23,6 +23,7 @@ from syncd_asgi import (
     Replica,
     UsageTracker,
     api_key_identity,
+    header_identity,
     jwt_claim_identity,
     requires_feature,
 )
@@ -243,6 +244,24 @@ async def test_identity_helpers() -> None:
     async with client(by_claim) as c:
         assert (await c.get("/sso", headers={"x-org": "acme"})).status_code == 200
         assert (await c.get("/sso", headers={"x-org": "freebie"})).status_code == 402
+
+
+def test_header_identity() -> None:
+    def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+        return {"type": "http", "headers": list(headers)}
+
+    company = header_identity("X-Company-Key", "account")
+    first = company(scope((b"host", b"h"), (b"x-company-key", b"acme")))
+    assert first == Identity({"account": "acme"})
+    assert company(scope((b"x-company-key", b"acme"), (b"accept", b"*/*"))) is first  # reused
+    assert company(scope((b"host", b"h"))) is None
+    # A repeated header counts by its last value, with or without a user header configured.
+    repeated = scope((b"x-company-key", b"acme"), (b"x-user", b"u1"), (b"x-company-key", b"free"))
+    assert company(repeated) == Identity({"account": "free"})
+    both = header_identity("x-company-key", "account", user_header="x-user", user_key="email")
+    assert both(repeated) == Identity({"account": "free"}, {"email": "u1"})
+    assert both(scope((b"x-user", b"u2"))) == Identity(None, {"email": "u2"})
+    assert both(scope()) is None
 
 
 async def test_config_rules_on_a_plain_asgi_app() -> None:
