@@ -83,8 +83,10 @@ def apply_pending(
     now: datetime | None = None,
     limit: int = 1000,
     batch: int = 100,
+    expire: bool = True,
 ) -> ApplyResult:
-    """Apply up to ``limit`` pending inbox events, oldest Stripe time first.
+    """Apply up to ``limit`` pending inbox events, oldest Stripe time first, then (``expire``)
+    re-map customers whose access ran out.
 
     On Postgres, ``batch`` events share one transaction, each inside its own savepoint (a
     failing event rolls back alone): one commit per batch instead of one per event."""
@@ -106,7 +108,8 @@ def apply_pending(
         else:
             for event_id in chunk:
                 apply_one(engine, client, event_id, options=options, now=now, result=result)
-    expire_access(engine, options=options, now=now)
+    if expire:
+        expire_access(engine, options=options, now=now)
     if ids:
         log.info(
             "stripe_inbox_applied",

@@ -37,6 +37,7 @@ def client_for(daemon: Daemon) -> stripe.StripeClient | None:
         return client
 
 
+EXPIRY_INTERVAL_S = 1.0
 _apply_locks: dict[int, threading.Lock] = {}
 
 
@@ -57,11 +58,27 @@ class InboxWorker:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._wake = threading.Event()
+        self._last_expiry = float("-inf")
         self._thread = threading.Thread(target=self._run, name="stripe-inbox", daemon=True)
         self._thread.start()
 
     def kick(self) -> None:
         self._wake.set()
+
+    def _apply_once(self) -> int:
+        """One pass; access expiry (a scan of billing plan rows, second resolution) at most
+        once a second rather than as a fixed cost of every small batch."""
+        now = time.monotonic()
+        expire = now - self._last_expiry >= EXPIRY_INTERVAL_S
+        if expire:
+            self._last_expiry = now
+        return apply_pending(
+            self.daemon.engine,
+            client_for(self.daemon),
+            options=apply_options(self.daemon.settings),
+            limit=500,
+            expire=expire,
+        ).processed
 
     def _run(self) -> None:
         from .. import jobs
@@ -75,12 +92,7 @@ class InboxWorker:
             self._wake.clear()
             try:
                 with apply_lock(self.daemon):
-                    while apply_pending(
-                        self.daemon.engine,
-                        client_for(self.daemon),
-                        options=apply_options(self.daemon.settings),
-                        limit=500,
-                    ).processed:
+                    while self._apply_once():
                         pass
             except Exception:  # keep the thread alive; the scheduled job retries
                 log.exception("stripe_inbox_worker_failed")
