@@ -76,11 +76,14 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+_TEXT_ARRAY = ARRAY(String)
+
+
 def one_of(session: Session, column: Any, values: Collection[str]) -> ColumnElement[bool]:
     """``column IN values`` that stays one short statement on Postgres: ``= ANY(array)``
     binds a single array where ``IN`` expands into one parameter per value (a new statement
     text for every batch size, which the driver and the server parse afresh)."""
     wanted = sorted(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, wanted, type_=ARRAY(String)))  # type: ignore[no-any-return]
+        return column == any_(bindparam(None, wanted, type_=_TEXT_ARRAY))  # type: ignore[no-any-return]
     return column.in_(wanted)  # type: ignore[no-any-return]

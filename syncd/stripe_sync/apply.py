@@ -37,6 +37,7 @@ from ..services.changes import checkpoint, restore
 from ..stripe_api import is_own_request
 from . import mirror
 from .batch import apply_set
+from .catalog_cache import catalog_for
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
 from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
@@ -137,6 +138,7 @@ def apply_set_batch(
     turn = _SQLITE_TURN if engine.dialect.name == "sqlite" else nullcontext()
     try:
         with turn, Session(engine, expire_on_commit=False) as session:
+            ctx.catalog = catalog_for(session)
             outcomes = apply_set(session, client, event_ids, ctx, refetch=options.refetch)
             session.commit()
     except Exception as exc:
@@ -375,7 +377,7 @@ def map_row(
     elif kind == "subscription_schedule":
         map_schedule(session, row, ctx)
     elif kind == "product" and link_product(session, row):
-        ctx._plans.clear()
+        ctx.catalog.plans.clear()
         for customer_id in customers_with_product(session, row.stripe_id):
             sync_company(session, customer_id, ctx)
     elif kind == "subscription_schedule":

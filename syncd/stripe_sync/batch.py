@@ -235,9 +235,9 @@ def _map(
     for product_id in work.products:
         product = session.get(StripeProduct, product_id)
         if product is not None and link_product(session, product):
-            ctx._plans.clear()
+            ctx.catalog.plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
-    ensure_companies(session, [*work.customers, *work.synced])
+    ensure_companies(session, [*work.customers, *work.synced], ctx.catalog)
     name_companies(session, list(work.customers))
     if client is not None:
         for sub_id, item in work.invoices.items():

@@ -26,12 +26,14 @@ from ..models import (
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
 from . import rows
-from .mapping import CUSTOMER_KEY, STRIPE, customer_name, ensure_company
+from .mapping import CUSTOMER_KEY, STRIPE, CatalogCache, customer_name, ensure_company
 
 CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 
 
-def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
+def ensure_companies(
+    session: Session, customer_ids: Sequence[str], catalog: CatalogCache | None = None
+) -> int:
     """Give every listed customer its company (found by key or created); returns how many
     were created. Customers whose mirror row already names an existing company are skipped."""
     linked = dict(
@@ -61,7 +63,7 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     )
     missing = [cid for cid in todo if cid not in keyed]
     names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
-    keyed.update(_create(session, missing, names))
+    keyed.update(_create(session, missing, names, catalog if catalog is not None else CatalogCache()))
     for cid in missing:
         if cid not in keyed:  # bulk creation declined (e.g. initial plan credits): the service
             keyed[cid] = ensure_company(session, cid, name=names.get(cid))
@@ -81,21 +83,27 @@ def ensure_companies(session: Session, customer_ids: Sequence[str]) -> int:
     return len(missing)
 
 
-def _create(session: Session, customer_ids: list[str], names: Mapping[str, str | None]) -> dict[str, str]:
+def _create(
+    session: Session, customer_ids: list[str], names: Mapping[str, str | None], catalog: CatalogCache
+) -> dict[str, str]:
     if not customer_ids:
         return {}
-    settings = session.get(CatalogSettingsRow, 1)
-    initial = settings.initial_plan_id if settings is not None else None
-    version = published_version(session, initial) if initial is not None else None
-    if initial is not None and version is None:
+    if catalog.initial is None:
+        settings = session.get(CatalogSettingsRow, 1)
+        plan_id = settings.initial_plan_id if settings is not None else None
+        published = published_version(session, plan_id) if plan_id is not None else None
+        catalog.initial = (plan_id, published.id if published is not None else None)
+    initial, version_id = catalog.initial
+    if initial is not None and version_id is None:
         return {}  # the service raises a proper error for this: let the per-customer path run
-    if (
-        version is not None
-        and session.exec(
-            select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version.id)
-        ).first()
-    ):
-        return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
+    if version_id is not None:
+        if version_id not in catalog.credits:
+            found = session.exec(
+                select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version_id)
+            ).first()
+            catalog.credits[version_id] = found is not None
+        if catalog.credits[version_id]:
+            return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
     now = utcnow()
     pending = rows.PendingWrites()
     companies = [
@@ -107,12 +115,14 @@ def _create(session: Session, customer_ids: list[str], names: Mapping[str, str |
             rows.AUDIT_LOG,
             rows.audit_row(STRIPE, "company.created", company["id"], None, rows.snapshot(company), now),
         )
-    if initial is not None and version is not None:
-        action = _classify(session, None, version.id, True, [], [])
+    if initial is not None and version_id is not None:
+        if (None, version_id) not in catalog.classified:
+            catalog.classified[(None, version_id)] = _classify(session, None, version_id, True, [], [])
+        action = catalog.classified[(None, version_id)]
         for company in companies:
             company_id = company["id"]
             pending.insert(
-                rows.COMPANY_PLAN, rows.plan_row(company_id, initial, version.id, now, source="initial")
+                rows.COMPANY_PLAN, rows.plan_row(company_id, initial, version_id, now, source="initial")
             )
             change = pending.insert(
                 rows.PLAN_CHANGE,
@@ -124,7 +134,7 @@ def _create(session: Session, customer_ids: list[str], names: Mapping[str, str |
                     base_plan_action="initial",
                     subscription_change_action=action,
                     base_plan_id=initial,
-                    base_plan_version_id=version.id,
+                    base_plan_version_id=version_id,
                 ),
             )
             after = rows.snapshot(change)

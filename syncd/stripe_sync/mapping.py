@@ -62,22 +62,32 @@ def ts(value: int | None) -> datetime | None:
 
 
 @dataclass
+class CatalogCache:
+    """Catalog lookups of the mapping (read-only facts about plans, versions and prices)."""
+
+    plans: dict[tuple[str | None, str | None], tuple[PlanRef | None, str | None]] = field(
+        default_factory=dict
+    )
+    allocations: dict[str, list[str]] = field(default_factory=dict)  # version id -> trait names
+    published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
+    credits: dict[str, bool] = field(default_factory=dict)  # version id -> grants credits
+    classified: dict[tuple[str | None, str], str | None] = field(default_factory=dict)
+    initial: tuple[str | None, str | None] | None = None  # (initial plan id, its published version)
+
+
+@dataclass
 class MappingContext:
     """What a mapping run needs: the time to judge access at, policy, and per-run caches."""
 
     now: datetime
     past_due_grace_days: int = 0
-    _plans: dict[tuple[str | None, str | None], tuple[PlanRef | None, str | None]] = field(
-        default_factory=dict
-    )
-    _allocations: dict[str, list[str]] = field(default_factory=dict)
+    # What mapping reads of the catalog; shared across batches while the catalog is unchanged
+    # (:mod:`.catalog_cache`).
+    catalog: CatalogCache = field(default_factory=lambda: CatalogCache())
     # Live subscriptions by customer, preloaded for a batch (customers absent: ask the DB).
     _subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = field(default_factory=dict)
     # Plan rows by company, preloaded the same way (ordered as ``company_plan_rows``).
     _company_plans: dict[str, list[Any]] = field(default_factory=dict)
-    _published: dict[str, str | None] = field(default_factory=dict)  # plan id -> version id
-    _credits: dict[str, bool] = field(default_factory=dict)  # version id -> grants credits
-    _classified: dict[tuple[str, str], str | None] = field(default_factory=dict)
     # Preloaded for a batch (:mod:`.preload`): customer -> company, and for the companies in
     # ``_known`` whether they have pending downgrades or plan credit grants (others: ask the DB).
     _company_of: dict[str, str] = field(default_factory=dict)
@@ -173,8 +183,8 @@ def resolve_price(
 ) -> tuple[PlanRef | None, str | None]:
     """(plan, pinned version id or None) for a subscription item's price."""
     cache_key = (price_id, product_id)
-    if cache_key in ctx._plans:
-        return ctx._plans[cache_key]
+    if cache_key in ctx.catalog.plans:
+        return ctx.catalog.plans[cache_key]
     result: tuple[PlanRef | None, str | None] = (None, None)
     linked = (
         session.exec(select(PlanPrice).where(col(PlanPrice.stripe_price_id) == price_id)).first()
@@ -189,7 +199,7 @@ def resolve_price(
             price = session.get(StripePrice, price_id)
             product_id = price.product_id if price is not None else None
         result = (PlanRef.of(_plan_for_product(session, product_id)), None)
-    ctx._plans[cache_key] = result
+    ctx.catalog.plans[cache_key] = result
     return result
 
 
@@ -296,8 +306,8 @@ def _billing_fields(claim: Claim, ctx: MappingContext) -> dict[str, Any]:
 
 def _allocation_traits(session: Session, ctx: MappingContext, version_id: str) -> list[str]:
     """Names of the traits a version's pay-in-advance trait entitlements read (cached per run)."""
-    if version_id in ctx._allocations:
-        return ctx._allocations[version_id]
+    if version_id in ctx.catalog.allocations:
+        return ctx.catalog.allocations[version_id]
     ents = session.exec(
         select(PlanEntitlement).where(
             col(PlanEntitlement.plan_version_id) == version_id,
@@ -316,7 +326,7 @@ def _allocation_traits(session: Session, ctx: MappingContext, version_id: str) -
             definition = session.get(TraitDefinition, ent.value_trait_id)
             if definition is not None:
                 names.append(definition.name)
-    ctx._allocations[version_id] = names
+    ctx.catalog.allocations[version_id] = names
     return names
 
 
@@ -357,10 +367,10 @@ def _move_base(
     case, the caller uses the service."""
     version_id = claim.version_id
     if version_id is None:
-        if claim.plan.id not in ctx._published:
+        if claim.plan.id not in ctx.catalog.published:
             published = published_version(session, claim.plan.id)
-            ctx._published[claim.plan.id] = published.id if published is not None else None
-        version_id = ctx._published[claim.plan.id]
+            ctx.catalog.published[claim.plan.id] = published.id if published is not None else None
+        version_id = ctx.catalog.published[claim.plan.id]
     if version_id is None or _grants_credits(session, ctx, version_id):
         return None
     if _grants_credits(session, ctx, current.plan_version_id):
@@ -378,8 +388,8 @@ def _move_base(
     if has_grants:
         return None
     pair = (current.plan_version_id, version_id)
-    if pair not in ctx._classified:
-        ctx._classified[pair] = _classify(session, pair[0], pair[1], True, [], [])
+    if pair not in ctx.catalog.classified:
+        ctx.catalog.classified[pair] = _classify(session, pair[0], pair[1], True, [], [])
     now = utcnow()
     pending = ctx.pending
     pending.delete(rows.COMPANY_PLAN, current.id)
@@ -397,7 +407,7 @@ def _move_base(
             "billing_sync",
             actor,
             now,
-            subscription_change_action=ctx._classified[pair],
+            subscription_change_action=ctx.catalog.classified[pair],
             previous_base_plan_id=current.plan_id,
             base_plan_id=claim.plan.id,
             previous_base_plan_version_id=current.plan_version_id,
@@ -429,12 +439,12 @@ def _move_base(
 
 
 def _grants_credits(session: Session, ctx: MappingContext, version_id: str) -> bool:
-    if version_id not in ctx._credits:
+    if version_id not in ctx.catalog.credits:
         found = session.exec(
             select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version_id)
         ).first()
-        ctx._credits[version_id] = found is not None
-    return ctx._credits[version_id]
+        ctx.catalog.credits[version_id] = found is not None
+    return ctx.catalog.credits[version_id]
 
 
 def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> bool:

@@ -134,8 +134,8 @@ def apply_page(
         for product_id in remap:
             product = session.get(StripeProduct, product_id)
             if product is not None and link_product(session, product):
-                ctx._plans.clear()
-    ensure_companies(session, [*(remap if kind == "customer" else ()), *customers])
+                ctx.catalog.plans.clear()
+    ensure_companies(session, [*(remap if kind == "customer" else ()), *customers], ctx.catalog)
     if kind == "customer":
         name_companies(session, remap)
     sync_companies(session, ctx, list(customers))
