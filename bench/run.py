@@ -410,7 +410,7 @@ def middleware_rows(quick: bool, base: Baselines) -> list[Row]:
         ),
     ]
     served = grab(r"gated vs ungated, capacity from server CPU:\s*([\d.]+)%", out)
-    note = "uvicorn, 1 worker each, from server CPU per request"
+    note = "uvicorn, 1 worker each, wrk load; median of 12 per-round ratios of server CPU per request"
     rows.append(Row("#8", "gated route rps vs ungated (uvicorn)", served, "%", 95, True, note=note))
     return rows
 
