@@ -1,4 +1,5 @@
-"""Group commit for track ingestion: concurrent ``POST /batch`` requests share a transaction.
+"""Group commit for track ingestion: concurrent ``POST /batch`` requests share a transaction
+(the mechanism: :mod:`syncd.groupcommit`).
 
 Each worker runs at most one ingest transaction at a time. Requests that arrive while it
 runs queue up, and the next transaction writes all of them together: one idempotency claim,
@@ -16,7 +17,6 @@ own, so one bad request (say, a company deleted meanwhile) fails alone.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
+from .. import groupcommit
 from ..engine.wire import Subscription
 from ..services.changes import Changed, take_entitlement_changes, usage_only_changes
 from ..services.ingest import consume_tracked
@@ -46,65 +46,30 @@ class TrackJob:
     credits: Mapping[tuple[str, str], Sequence[tuple[str, float]]] = field(default_factory=dict)
 
 
-class GroupCommitter:
+class GroupCommitter(groupcommit.GroupCommitter[TrackJob, TrackOutcome]):
+    name = "ingest"
+
     def __init__(
         self,
         engine: Engine,
         notify: Callable[[Changed], None],
         usage_moved: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
+        super().__init__()
         self._engine = engine
         self._notify = notify
         # Usage-only changes skip reading the change log back: the store is told directly.
         self._usage_moved = usage_moved
-        self._queue: list[tuple[TrackJob, asyncio.Future[TrackOutcome]]] = []
-        self._writer: asyncio.Task[None] | None = None
 
-    async def submit(self, job: TrackJob) -> TrackOutcome:
-        """Write ``job`` (with whatever else is queued); returns once it is committed."""
-        future: asyncio.Future[TrackOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((job, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._drain())
-        return await future
+    def group_size(self, queued: Sequence[TrackJob]) -> int:
+        count = size = 0
+        for job in queued:
+            if count and size + len(job.inputs) > MAX_GROUP_EVENTS:
+                break
+            count, size = count + 1, size + len(job.inputs)
+        return count
 
-    async def _drain(self) -> None:
-        while self._queue:
-            group: list[tuple[TrackJob, asyncio.Future[TrackOutcome]]] = []
-            size = 0
-            while self._queue and (not group or size + len(self._queue[0][0].inputs) <= MAX_GROUP_EVENTS):
-                item = self._queue.pop(0)
-                group.append(item)
-                size += len(item[0].inputs)
-            jobs = [job for job, _ in group]
-            try:
-                results = await run_in_threadpool(self._write_group, jobs)
-            except BaseException as exc:  # handed to every waiting request
-                results = [exc] * len(jobs)
-            for (_, future), result in zip(group, results, strict=True):
-                if future.done():  # the request was cancelled (client gone); it committed anyway
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    def _write_group(self, jobs: list[TrackJob]) -> list[TrackOutcome | BaseException]:
-        try:
-            return list(self._write(jobs))
-        except Exception as exc:
-            if len(jobs) == 1:
-                return [exc]
-            log.warning("ingest_group_failed_retrying_alone", requests=len(jobs), error=type(exc).__name__)
-        results: list[TrackOutcome | BaseException] = []
-        for job in jobs:
-            try:
-                results.extend(self._write([job]))
-            except Exception as exc:
-                results.append(exc)
-        return results
-
-    def _write(self, jobs: list[TrackJob]) -> list[TrackOutcome]:
+    def write(self, jobs: list[TrackJob]) -> list[TrackOutcome]:
         now = dt.datetime.now(dt.UTC)
         subscriptions: dict[str, Subscription | None] = {}
         for job in jobs:
