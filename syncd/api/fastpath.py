@@ -16,18 +16,17 @@ shape and the metrics it has there. Request latency and checks are counted as th
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..state import KeyConflictError
 from .auth import ALLOWED_KINDS, API_KEY_HEADER, Permission
 from .http import _default
+from .lean import read_body, replay, request_id, scan_headers, send_json
 from .routes.runtime import check_view
 
 if TYPE_CHECKING:
@@ -55,8 +54,6 @@ _KEY_HEADER = API_KEY_HEADER.encode()
 _CHECK_KINDS = ALLOWED_KINDS[Permission.CHECK]
 _ALLOWED_FIELDS = frozenset({"company", "user", "preflight"})
 # Request ids: unique per process without a urandom syscall per request.
-_ID_PREFIX = os.urandom(6).hex()
-_ids = itertools.count(1)
 
 
 def flag_key_of(method: str, path: str) -> str | None:
@@ -98,52 +95,19 @@ class FastCheckApp:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        presented = request_id = None
-        length = -1
-        for name, value in scope["headers"]:
-            if name == _KEY_HEADER:
-                presented = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else self.max_bytes + 1
-            elif name == b"x-request-id":
-                request_id = value
+        presented, length, given_id = scan_headers(scope, _KEY_HEADER, self.max_bytes)
         who = self.daemon.keys.cached(presented.decode("latin-1")) if presented else None
         if who is None or who.kind not in _CHECK_KINDS or length > self.max_bytes:
             await self.app(scope, receive, send)
             return
-        # Read the body (bounded like BodySizeLimitMiddleware); on any surprise, replay it.
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay(chunks, message, receive), send)
-                return
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await self.app(scope, _replay(chunks, None, receive, more), send)
-                return
-        raw = b"".join(chunks)
+        raw = await read_body(scope, receive, send, self.app, self.max_bytes)
+        if raw is None:
+            return  # the full app answered
         body = self._answer(key, raw or b"{}")
         if body is None:
-            await self.app(scope, _replay([raw], None, receive, False), send)
+            await self.app(scope, replay([raw], None, receive, False), send)
             return
-        rid = request_id or f"{_ID_PREFIX}{next(_ids):x}".encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
-                    (b"x-request-id", rid),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, body, request_id(given_id))
         self._latency.observe(time.perf_counter() - start)
 
     def _answer(self, key: str, raw: bytes) -> bytes | None:
@@ -162,19 +126,3 @@ class FastCheckApp:
             return None
         self.daemon.metrics.record_check(result.rule_type, result.value)
         return dumps({"data": check_view(result), "params": {"key": key}})
-
-
-def _replay(chunks: list[bytes], pending: Message | None, receive: Receive, more: bool = True) -> Receive:
-    """A receive callable that yields what was already read, then continues with ``receive``."""
-    queue: list[Message] = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
-    if queue:
-        queue[-1]["more_body"] = more if pending is None else True
-    if pending is not None:
-        queue.append(pending)
-
-    async def replayed() -> Message:
-        if queue:
-            return queue.pop(0)
-        return await receive()
-
-    return replayed

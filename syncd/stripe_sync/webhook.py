@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..api.lean import read_body, replay, request_id, scan_headers, send_json
 from ..api.spec import operation
 from ..models import utcnow
 from .inbox import MalformedEvent, StoredEvent, inbox_row, parse_event
@@ -142,8 +141,6 @@ routes = [Route(PATH, stripe_webhook, methods=["POST"])]
 
 
 _SIGNATURE_HEADER = b"stripe-signature"
-_ID_PREFIX = os.urandom(6).hex()  # request ids unique per process without a syscall each
-_ids = itertools.count(1)
 
 
 class StripeWebhookApp:
@@ -160,54 +157,22 @@ class StripeWebhookApp:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        from ..api.fastpath import _replay
-
         start = time.perf_counter()
-        signature = request_id = None
-        length = -1
-        for name, value in scope["headers"]:
-            if name == _SIGNATURE_HEADER:
-                signature = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else self.max_bytes + 1
-            elif name == b"x-request-id":
-                request_id = value
+        signature, length, given_id = scan_headers(scope, _SIGNATURE_HEADER, self.max_bytes)
         if length > self.max_bytes:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await self.app(scope, _replay(chunks, None, receive, more), send)
-                return
-        raw = b"".join(chunks)
+        raw = await read_body(scope, receive, send, self.app, self.max_bytes, replay_other=False)
+        if raw is None:
+            return  # the full app answered, or the client went away before sending its body
         header = signature.decode("latin-1") if signature is not None else None
-        rid = request_id or f"{_ID_PREFIX}{next(_ids):x}".encode()
+        rid = request_id(given_id)
         with structlog.contextvars.bound_contextvars(request_id=rid.decode("latin-1")):
             try:
                 status, body = await receive_event(self.daemon, self.committer, raw, header)
             except Exception:
                 # Not stored: the full app answers (its error handlers, its 5xx shape).
-                await self.app(scope, _replay([raw], None, receive, False), send)
+                await self.app(scope, replay([raw], None, receive, False), send)
                 return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", b"application/json"),
-                    (b"x-request-id", rid),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body, rid)
         self._latency.labels(PATH, "POST", str(status)).observe(time.perf_counter() - start)
