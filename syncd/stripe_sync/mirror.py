@@ -97,6 +97,18 @@ def columns(kind: str, obj: JSON) -> dict[str, Any]:
     return {}
 
 
+def past_due_since(
+    status: str | None, previous_status: str | None, since: int | None, created: int
+) -> int | None:
+    """When a subscription went past_due (the grace window's start): kept while it stays
+    past_due, set by the snapshot that made it so, cleared once it recovers."""
+    if status != "past_due":
+        return None
+    if previous_status != "past_due" or since is None:
+        return created
+    return since
+
+
 def store(
     session: Session,
     kind: str,
@@ -124,10 +136,7 @@ def store(
     for name, value in columns(kind, obj).items():
         setattr(row, name, value)
     if kind == "subscription":
-        if row.status != "past_due":
-            row.past_due_since = None
-        elif previous_status != "past_due" or row.past_due_since is None:
-            row.past_due_since = created
+        row.past_due_since = past_due_since(row.status, previous_status, row.past_due_since, created)
     session.add(row)
     return row
 

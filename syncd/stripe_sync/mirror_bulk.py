@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from ..db import one_of
 from ..models import utcnow
-from .mirror import MODELS, columns
+from .mirror import MODELS, columns, past_due_since
 from .normalize import JSON
 
 
@@ -86,12 +86,12 @@ def new_state(
     )
     if kind == "subscription":
         state.status = cols["status"]
-        if state.status != "past_due":
-            state.past_due_since = None
-        elif previous is None or previous.status != "past_due" or previous.past_due_since is None:
-            state.past_due_since = created
-        else:
-            state.past_due_since = previous.past_due_since
+        state.past_due_since = past_due_since(
+            state.status,
+            previous.status if previous is not None else None,
+            previous.past_due_since if previous is not None else None,
+            created,
+        )
     return state
 
 

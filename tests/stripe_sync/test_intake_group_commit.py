@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,8 @@ from syncd.config import load_settings
 from syncd.daemon import Daemon
 
 from .test_webhook_endpoint import SECRET, sign
+from .test_webhook_endpoint import daemon as daemon  # the fixture: a prepared daemon with webhook secrets
 from .test_webhook_endpoint import event as event_body
-
-
-@pytest.fixture
-def daemon(database_url: str, tmp_path: Path) -> Iterator[Daemon]:
-    (tmp_path / "syncd.toml").write_text("")
-    settings = load_settings(
-        tmp_path / "syncd.toml",
-        environ={
-            "SYNCD_DATABASE_URL": database_url,
-            "SYNCD_CATALOG_PATH": "",
-            "SYNCD_STRIPE_API_KEY": "sk_test_x",
-            "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
-        },
-    )
-    d = Daemon(settings)
-    d.prepare()
-    yield d
-    d.close()
 
 
 def stored(daemon: Daemon) -> dict[str, str]:
