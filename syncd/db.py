@@ -76,6 +76,24 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def pipeline(session: Session) -> Iterator[None]:
+    """Send the writes inside without waiting for each reply, one round trip in all
+    (Postgres: psycopg's pipeline mode; elsewhere a no-op).
+
+    Only for statements whose results nobody reads (``INSERT``/``UPDATE``/``DELETE`` without
+    ``RETURNING``): a result is not there until the block ends, and an error surfaces there,
+    failing the transaction as it would have anyway. ORM-pending objects are flushed first,
+    outside the pipeline (the unit of work checks row counts)."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.flush()
+    raw: Any = session.connection().connection.driver_connection
+    with raw.pipeline():
+        yield
+
+
 _TEXT_ARRAY = ARRAY(String)
 
 

@@ -162,12 +162,17 @@ def expand(
 
 @event.listens_for(OrmSession, "before_commit")
 def _write_change_log(session: OrmSession) -> None:
+    write_change_log(session)
+
+
+def write_change_log(session: OrmSession) -> None:
+    """Write the changes recorded so far (commit does it for whatever is left): called early,
+    inside a :func:`~syncd.db.pipeline`, it costs no round trip of its own."""
     rows = _log_rows(session)
     if not rows:
         return
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
         _insert_pg(session, rows, now)
         return
     # A Core multi-row insert on the table (not the ORM bulk path, which costs ~30 µs a row):
@@ -177,10 +182,14 @@ def _write_change_log(session: OrmSession) -> None:
 
 # Postgres: one statement whatever the number of rows, columns passed as array literals (no
 # per-row parameter handling); WITH ORDINALITY keeps the rows' order, hence their ids' order.
+# The same statement takes the change-log lock (ids must be drawn in commit order): ids are
+# drawn for the join's output rows, and the join has no row before it has read the lock's.
 _PG_INSERT = text(
-    "INSERT INTO change_log (topic, company_id, payload, created_at)"
-    " SELECT t, c, CAST(p AS json), :now FROM unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]),"
-    " CAST(:p AS text[])) WITH ORDINALITY AS x(t, c, p, n) ORDER BY n"
+    "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k))"
+    " INSERT INTO change_log (topic, company_id, payload, created_at)"
+    " SELECT t, c, CAST(p AS json), :now FROM serialized,"
+    " unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:p AS text[]))"
+    " WITH ORDINALITY AS x(t, c, p, n) ORDER BY n"
 )
 
 
@@ -190,6 +199,7 @@ def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> Non
         _PG_INSERT,
         {
             "now": now,
+            "k": CHANGE_LOG_LOCK,
             "t": text_array(r["topic"] for r in rows),
             "c": text_array(r["company_id"] for r in rows),
             "p": text_array(payloads),

@@ -30,11 +30,12 @@ import structlog
 from sqlalchemy import text, update
 from sqlmodel import Session
 
-from ..db import one_of
+from ..db import one_of, pipeline
 from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcnow
+from ..services.changes import write_change_log
 from ..stripe_api import is_own_request
 from . import mirror, mirror_bulk
-from .companies_bulk import ensure_companies, name_companies
+from .companies_bulk import ensure_companies, load_customers, name_companies
 from .inbox import is_relevant
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
@@ -121,7 +122,10 @@ def apply_set(
         outcomes[item.event_id] = _mirror_one(session, client, item, rows, fetched, work, refetch)
     _write_rows(session, work.written)
     _map(session, client, work, ctx, refetch)
-    _mark(session, outcomes)
+    with pipeline(session):  # the mapping's writes, the outcomes and the change log: one trip
+        ctx.pending.send(session)
+        _mark(session, outcomes)
+        write_change_log(session)
     return outcomes
 
 
@@ -158,12 +162,13 @@ def _load_rows(session: Session, incoming: Sequence[Incoming]) -> dict[tuple[str
 
 
 def _write_rows(session: Session, written: dict[tuple[str, str], mirror_bulk.State]) -> None:
-    """The batch's new mirror states: one upsert per kind."""
+    """The batch's new mirror states: one upsert per kind, all in one round trip."""
     by_kind: dict[str, list[mirror_bulk.State]] = {}
     for (kind, _), state in written.items():
         by_kind.setdefault(kind, []).append(state)
-    for kind, states in by_kind.items():
-        mirror_bulk.upsert(session, kind, states)
+    with pipeline(session):
+        for kind, states in by_kind.items():
+            mirror_bulk.upsert(session, kind, states)
 
 
 def _mirror_one(
@@ -237,20 +242,23 @@ def _map(
         if product is not None and link_product(session, product):
             ctx.catalog.plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
-    ensure_companies(session, [*work.customers, *work.synced], ctx.catalog)
-    name_companies(session, list(work.customers))
+    customers = load_customers(session, [*work.customers, *work.synced])
+    companies = ensure_companies(session, [*work.customers, *work.synced], ctx.catalog, customers)
+    name_companies(session, list(work.customers), companies, customers)
     if client is not None:
         for sub_id, item in work.invoices.items():
             refresh_subscription(
                 session, client, sub_id, ctx, created=item.created, source_id=f"{item.event_id}:sub"
             )
-    sync_companies(session, ctx, list(work.synced))
+    sync_companies(session, ctx, list(work.synced), write=False, companies=companies)
     # Schedules are re-judged after their customer's plans moved (one query for the batch).
     schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
     for schedule_id in work.schedules:
         row = session.get(StripeSubscriptionSchedule, schedule_id)
         if row is not None:
             schedules[schedule_id] = row
+    if schedules:
+        ctx.pending.write(session)  # mapping a schedule reads the plans just moved
     for schedule in schedules.values():
         map_schedule(session, schedule, ctx)
 

@@ -9,12 +9,14 @@ and entitlement changes go through :mod:`syncd.services.changes` as always. Anyt
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Table, bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from ..db import one_of
+from ..db import one_of, pipeline
 from ..models import (
     CatalogSettingsRow,
     Company,
@@ -27,33 +29,65 @@ from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
 from . import rows
 from .mapping import CUSTOMER_KEY, STRIPE, CatalogCache, customer_name, ensure_company
+from .normalize import JSON
 
 CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 
 
-def ensure_companies(
-    session: Session, customer_ids: Sequence[str], catalog: CatalogCache | None = None
-) -> int:
-    """Give every listed customer its company (found by key or created); returns how many
-    were created. Customers whose mirror row already names an existing company are skipped."""
-    linked = dict(
-        session.exec(
-            select(StripeCustomer.stripe_id, Company.id)
-            .join(Company, col(Company.id) == col(StripeCustomer.company_id))
-            .where(one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)))
-        ).all()
+@dataclass(slots=True)
+class Customers:
+    """A batch's customers as one query finds them: their mirror rows and linked companies."""
+
+    mirrors: dict[str, tuple[str | None, JSON, bool]] = field(default_factory=dict)
+    """customer -> (company id column, data, deleted) of its mirror row"""
+    linked: dict[str, str] = field(default_factory=dict)
+    """customer -> the existing company its mirror row names"""
+    names: dict[str, str] = field(default_factory=dict)
+    """company -> its current name (the linked ones, and those created for the batch)"""
+
+
+def load_customers(session: Session, customer_ids: Collection[str]) -> Customers:
+    """The mirror rows of ``customer_ids`` and the companies they name (one query)."""
+    found = Customers()
+    if not customer_ids:
+        return found
+    company = rows.COMPANY
+    query = (
+        sa_select(
+            CUSTOMERS.c.stripe_id,
+            CUSTOMERS.c.company_id,
+            CUSTOMERS.c.data,
+            CUSTOMERS.c.deleted,
+            company.c.id,
+            company.c.name,
+        )
+        .outerjoin(company, company.c.id == CUSTOMERS.c.company_id)
+        .where(one_of(session, CUSTOMERS.c.stripe_id, set(customer_ids)))
     )
-    todo = [cid for cid in dict.fromkeys(customer_ids) if cid not in linked]
+    for stripe_id, column, data, deleted, company_id, name in session.execute(query).all():
+        found.mirrors[stripe_id] = (column, data, deleted)
+        if company_id is not None:
+            found.linked[stripe_id] = company_id
+            found.names[company_id] = name
+    return found
+
+
+def ensure_companies(
+    session: Session,
+    customer_ids: Sequence[str],
+    catalog: CatalogCache | None = None,
+    customers: Customers | None = None,
+) -> dict[str, str]:
+    """Give every listed customer its company (found by key or created); returns customer ->
+    company for all of them. ``customers`` (from :func:`load_customers`, after the batch's
+    mirror writes) saves reading them again."""
+    if customers is None:
+        customers = load_customers(session, customer_ids)
+    companies = {cid: customers.linked[cid] for cid in customer_ids if cid in customers.linked}
+    todo = [cid for cid in dict.fromkeys(customer_ids) if cid not in companies]
     if not todo:
-        return 0
-    mirrors = {
-        stripe_id: (company_id, data)
-        for stripe_id, company_id, data in session.exec(
-            select(StripeCustomer.stripe_id, StripeCustomer.company_id, StripeCustomer.data).where(
-                one_of(session, col(StripeCustomer.stripe_id), todo)
-            )
-        ).all()
-    }
+        return companies
+    mirrors = customers.mirrors
     keyed = dict(
         session.exec(
             select(CompanyKey.value, CompanyKey.company_id).where(
@@ -63,29 +97,42 @@ def ensure_companies(
     )
     missing = [cid for cid in todo if cid not in keyed]
     names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
-    keyed.update(_create(session, missing, names, catalog if catalog is not None else CatalogCache()))
+    pending = rows.PendingWrites()
+    created = _create(session, missing, names, catalog if catalog is not None else CatalogCache(), pending)
+    customers.names.update((company_id, names.get(cid) or "") for cid, company_id in created.items())
+    keyed.update(created)
+    linked_by_service: set[str] = set()
     for cid in missing:
         if cid not in keyed:  # bulk creation declined (e.g. initial plan credits): the service
             keyed[cid] = ensure_company(session, cid, name=names.get(cid))
-            mirrors.pop(cid, None)  # ensure_company linked its mirror row
+            linked_by_service.add(cid)  # ensure_company linked its mirror row
     links = [
         {"customer": cid, "company": keyed[cid]}
         for cid in todo
-        if cid in mirrors and cid in keyed and mirrors[cid][0] != keyed[cid]
+        if cid in mirrors and cid in keyed and cid not in linked_by_service and mirrors[cid][0] != keyed[cid]
     ]
-    if links:
-        session.execute(
-            update(CUSTOMERS)
-            .where(CUSTOMERS.c.stripe_id == bindparam("customer"))
-            .values(company_id=bindparam("company")),
-            links,
-        )
-    return len(missing)
+    with pipeline(session):  # the new companies and their links: one round trip
+        pending.send(session)
+        if links:
+            session.execute(
+                update(CUSTOMERS)
+                .where(CUSTOMERS.c.stripe_id == bindparam("customer"))
+                .values(company_id=bindparam("company")),
+                links,
+            )
+    companies.update((cid, keyed[cid]) for cid in todo if cid in keyed)
+    return companies
 
 
 def _create(
-    session: Session, customer_ids: list[str], names: Mapping[str, str | None], catalog: CatalogCache
+    session: Session,
+    customer_ids: list[str],
+    names: Mapping[str, str | None],
+    catalog: CatalogCache,
+    pending: rows.PendingWrites,
 ) -> dict[str, str]:
+    """The companies' rows, queued in ``pending`` (the caller sends them); {} when the
+    per-customer services must create them instead."""
     if not customer_ids:
         return {}
     if catalog.initial is None:
@@ -105,7 +152,6 @@ def _create(
         if catalog.credits[version_id]:
             return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
     now = utcnow()
-    pending = rows.PendingWrites()
     companies = [
         pending.insert(rows.COMPANY, rows.company_row(names.get(cid) or "", now)) for cid in customer_ids
     ]
@@ -155,33 +201,46 @@ def _create(
                     "add_ons_removed": [],
                 },
             )
-    session.flush()  # ORM-pending rows (the mirror) go first, as before
-    pending.write(session)
     ids = [c["id"] for c in companies]
     entitlements_changed(session, ids)
     return dict(zip(customer_ids, ids, strict=True))
 
 
-def name_companies(session: Session, customer_ids: Sequence[str]) -> int:
-    """``apply_customer`` for many customers whose companies exist (after
-    :func:`ensure_companies`): rename each company whose customer's name changed, reading
-    companies and mirrors in one query. Returns how many were renamed."""
+def name_companies(
+    session: Session,
+    customer_ids: Sequence[str],
+    companies: Mapping[str, str] | None = None,
+    customers: Customers | None = None,
+) -> int:
+    """``apply_customer`` for many customers whose companies exist (``companies``, from
+    :func:`ensure_companies`): rename each company whose customer's name changed. Returns
+    how many were renamed."""
     if not customer_ids:
         return 0
-    query = (
-        select(Company, StripeCustomer.data)
-        .join(StripeCustomer, col(StripeCustomer.company_id) == col(Company.id))
-        .where(
-            one_of(session, col(StripeCustomer.stripe_id), set(customer_ids)),
-            col(StripeCustomer.deleted).is_(False),
+    if customers is None or companies is None:
+        customers = load_customers(session, customer_ids)
+        companies = customers.linked
+    unknown = [
+        companies[cid] for cid in customer_ids if cid in companies and companies[cid] not in customers.names
+    ]
+    if unknown:  # found by key rather than through the mirror row: not read yet
+        customers.names.update(
+            session.exec(
+                select(Company.id, Company.name).where(one_of(session, col(Company.id), unknown))
+            ).all()
         )
-    )
-    renamed = 0
+    pending = rows.PendingWrites()
     now = utcnow()
-    for company, data in session.exec(query).all():
-        name = customer_name(data)
-        if name and company.name != name:
-            company.name, company.updated_at = name, now
-            session.add(company)
+    renamed = 0
+    for cid in dict.fromkeys(customer_ids):
+        company_id, mirror_row = companies.get(cid), customers.mirrors.get(cid)
+        if company_id is None or mirror_row is None or mirror_row[2]:  # no company, or deleted
+            continue
+        name = customer_name(mirror_row[1])
+        if name and company_id in customers.names and customers.names[company_id] != name:
+            pending.update(rows.COMPANY, company_id, {"name": name, "updated_at": now})
+            customers.names[company_id] = name
             renamed += 1
+    if pending:
+        pending.write(session)
     return renamed

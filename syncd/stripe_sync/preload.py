@@ -13,9 +13,10 @@ row dropped from it would be read again on the next ``session.get``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import literal, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -26,8 +27,14 @@ from .mapping import MappingContext, sync_company
 from .normalize import SubscriptionView, subscription_view
 
 
-def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> None:
-    """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table)."""
+def preload(
+    session: Session,
+    ctx: MappingContext,
+    customer_ids: Sequence[str],
+    companies: Mapping[str, str] | None = None,
+) -> None:
+    """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table).
+    ``companies`` (customer -> company, from ``ensure_companies``) saves reading the links."""
     if not customer_ids:
         return
     wanted = sorted(set(customer_ids))
@@ -45,13 +52,17 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     ctx._subscriptions.update(subscriptions)
 
     # Customers whose company is gone or not linked yet are left to ``ensure_company``.
-    linked = session.exec(
-        select(StripeCustomer.stripe_id, Company.id)
-        .join(Company, col(Company.id) == col(StripeCustomer.company_id))
-        .where(one_of(session, col(StripeCustomer.stripe_id), wanted))
-    ).all()
-    ctx._company_of.update(dict(linked))
-    existing = {company_id for _, company_id in linked}
+    if companies is None:
+        companies = dict(
+            session.exec(
+                select(StripeCustomer.stripe_id, Company.id)
+                .join(Company, col(Company.id) == col(StripeCustomer.company_id))
+                .where(one_of(session, col(StripeCustomer.stripe_id), wanted))
+            ).all()
+        )
+    linked = {cid: companies[cid] for cid in wanted if cid in companies}
+    ctx._company_of.update(linked)
+    existing = set(linked.values())
     if not existing:
         return
     ids = sorted(existing)
@@ -67,34 +78,38 @@ def preload(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) 
     ctx._company_plans.update(plans)
 
     ctx._known.update(ids)
-    ctx._pending_downgrades.update(
-        session.exec(
-            select(ScheduledDowngrade.company_id).where(
-                one_of(session, col(ScheduledDowngrade.company_id), ids),
-                col(ScheduledDowngrade.status) == "pending",
-            )
-        ).all()
+    # Pending downgrades and plan credit grants: one query for both.
+    downgrades = sa_select(literal("downgrade"), col(ScheduledDowngrade.company_id)).where(
+        one_of(session, col(ScheduledDowngrade.company_id), ids),
+        col(ScheduledDowngrade.status) == "pending",
     )
-    ctx._plan_grants.update(
-        session.exec(
-            select(CreditGrant.company_id).where(
-                one_of(session, col(CreditGrant.company_id), ids),
-                col(CreditGrant.reason).in_(("plan", "rollover")),
-            )
-        ).all()
+    grants = sa_select(literal("grant"), col(CreditGrant.company_id)).where(
+        one_of(session, col(CreditGrant.company_id), ids),
+        col(CreditGrant.reason).in_(("plan", "rollover")),
     )
+    for what, company_id in session.execute(union_all(downgrades, grants)).all():
+        (ctx._pending_downgrades if what == "downgrade" else ctx._plan_grants).add(company_id)
 
 
-def sync_companies(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> int:
+def sync_companies(
+    session: Session,
+    ctx: MappingContext,
+    customer_ids: Sequence[str],
+    *,
+    write: bool = True,
+    companies: Mapping[str, str] | None = None,
+) -> int:
     """``sync_company`` for each customer, reads preloaded and one flush at the end; returns
-    how many companies changed."""
-    preload(session, ctx, customer_ids)
+    how many companies changed. With ``write=False`` the plain-row writes stay queued in
+    ``ctx.pending`` for the caller to send with its own (one round trip for all)."""
+    preload(session, ctx, customer_ids, companies)
     ctx.defer_flush = True
     changed = 0
     try:
         for customer_id in customer_ids:
             changed += sync_company(session, customer_id, ctx)
-        ctx.pending.write(session)
+        if write:
+            ctx.pending.write(session)
     finally:
         ctx.defer_flush = False
     session.flush()

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlmodel import Session
 
+from ..db import pipeline
 from ..models import AuditLog, Company, CompanyKey, CompanyPlan, PlanChange
 from ..models.base import new_id
 from ..services.audit import Actor
@@ -55,7 +56,14 @@ class PendingWrites:
         return bool(self.inserts or self.deletes or self.updates)
 
     def write(self, session: Session) -> None:
-        """Deletes first (a moved base plan frees its slot), updates, then inserts parents first."""
+        """Deletes first (a moved base plan frees its slot), updates, then inserts parents
+        first; on Postgres all in one round trip (call inside :func:`~syncd.db.pipeline` to
+        add more writes to it)."""
+        with pipeline(session):
+            self.send(session)
+
+    def send(self, session: Session) -> None:
+        """:meth:`write`'s statements, in the caller's pipeline if it has one."""
         deletes, updates, inserts = self.deletes, self.updates, self.inserts
         # Taken before sending: a failed statement must not leave rows behind for the next
         # write (the per-event fallback reuses the context after rolling a savepoint back).
@@ -71,8 +79,8 @@ class PendingWrites:
             session.execute(statement, params)
         for table in INSERT_ORDER:
             rows = inserts.get(table)
-            if rows:
-                session.execute(insert(table), rows)
+            if rows:  # inline: no RETURNING of generated keys (nothing reads them; pipelines can't)
+                session.execute(insert(table).inline(), rows)
 
 
 def _json(value: Any) -> Any:

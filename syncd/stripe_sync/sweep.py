@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
-from .companies_bulk import ensure_companies, name_companies
+from .companies_bulk import ensure_companies, load_customers, name_companies
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
 from .preload import sync_companies
@@ -135,10 +135,12 @@ def apply_page(
             product = session.get(StripeProduct, product_id)
             if product is not None and link_product(session, product):
                 ctx.catalog.plans.clear()
-    ensure_companies(session, [*(remap if kind == "customer" else ()), *customers], ctx.catalog)
+    wanted = [*(remap if kind == "customer" else ()), *customers]
+    known = load_customers(session, wanted)
+    companies = ensure_companies(session, wanted, ctx.catalog, known)
     if kind == "customer":
-        name_companies(session, remap)
-    sync_companies(session, ctx, list(customers))
+        name_companies(session, remap, companies, known)
+    sync_companies(session, ctx, list(customers), companies=companies)
     if kind == "subscription_schedule":
         for schedule_id in remap:
             schedule = session.get(StripeSubscriptionSchedule, schedule_id)

@@ -114,8 +114,8 @@ def test_customers_get_companies_when_bulk_creation_declines(world: World) -> No
 
 
 def failing_writes(monkeypatch: pytest.MonkeyPatch, failures: set[int], error: Exception) -> None:
-    """Make the first statement of the given calls (1-based) of ``PendingWrites.write`` fail."""
-    real = rows.PendingWrites.write
+    """Make the first statement of the given calls (1-based) of ``PendingWrites.send`` fail."""
+    real = rows.PendingWrites.send
     calls = [0]
 
     def flaky(self: rows.PendingWrites, session: Session) -> None:
@@ -132,7 +132,7 @@ def failing_writes(monkeypatch: pytest.MonkeyPatch, failures: set[int], error: E
         finally:
             del session.execute
 
-    monkeypatch.setattr(rows.PendingWrites, "write", flaky)
+    monkeypatch.setattr(rows.PendingWrites, "send", flaky)
 
 
 def test_a_failed_write_leaves_nothing_for_the_next_event(
