@@ -8,6 +8,7 @@ from .assignments import CompanyOverride, CompanyPlan, OverrideNote, PlanChange,
 from .base import new_id, utcnow
 from .catalog import (
     CatalogSettingsRow,
+    CatalogStamp,
     Condition,
     ConditionGroup,
     Feature,
@@ -68,6 +69,7 @@ __all__ = [
     "AuditLog",
     "BoundaryMark",
     "CatalogSettingsRow",
+    "CatalogStamp",
     "ChangeLog",
     "Company",
     "CompanyKey",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import created_field, fk, generated_id_field, id_field, json_field, ts_field
@@ -190,3 +190,14 @@ class CatalogSettingsRow(SQLModel, table=True):
     scheduled_downgrade_behavior: str = Field(default="none", max_length=32)
     proration_behavior: str = Field(default="create_prorations", max_length=32)
     updated_at: datetime = created_field()
+
+
+class CatalogStamp(SQLModel, table=True):
+    """A counter that changes with every write to the catalog tables the Stripe applier maps
+    with (one row, id=1; bumped by Postgres triggers, see migration 0009): the applier keeps
+    its catalog lookups while the counter reads the same."""
+
+    __tablename__ = "catalog_stamp"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0, sa_type=BigInteger)

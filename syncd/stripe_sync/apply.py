@@ -36,7 +36,7 @@ from ..models import InboxEvent, StripeSubscription, utcnow
 from ..services.changes import checkpoint, restore
 from ..stripe_api import is_own_request
 from . import mirror
-from .batch import apply_set
+from .batch import apply_set, claim_next
 from .catalog_cache import catalog_for
 from .inbox import is_relevant
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
@@ -89,26 +89,26 @@ def apply_pending(
     """Apply up to ``limit`` pending inbox events, oldest Stripe time first, then (``expire``)
     re-map customers whose access ran out.
 
-    On Postgres, ``batch`` events share one transaction, each inside its own savepoint (a
-    failing event rolls back alone): one commit per batch instead of one per event."""
-    with Session(engine) as session:
-        ids = session.exec(
-            select(InboxEvent.event_id)
-            .where(col(InboxEvent.status) == "pending")
-            .order_by(col(InboxEvent.stripe_created), col(InboxEvent.event_id))
-            .limit(limit)
-        ).all()
+    Each ``batch`` of events is applied set-based in one transaction (:mod:`.batch`). If that
+    fails, the batch is re-run one event at a time to isolate the failure: on Postgres in one
+    transaction, each event inside its own savepoint; on SQLite one transaction per event."""
     result = ApplyResult()
-    for start in range(0, len(ids), batch):
-        chunk = ids[start : start + batch]
-        if apply_set_batch(engine, client, chunk, options=options, now=now, result=result):
-            continue
-        # Something in the batch failed: one event at a time isolates it (and counts its attempt).
-        if engine.dialect.name == "postgresql":
-            apply_batch(engine, client, chunk, options=options, now=now, result=result)
-        else:
-            for event_id in chunk:
-                apply_one(engine, client, event_id, options=options, now=now, result=result)
+    ids: Sequence[str]
+    if engine.dialect.name == "postgresql":
+        ids = _apply_pending_pg(engine, client, options, now, limit, batch, result)
+    else:
+        with Session(engine) as session:
+            ids = session.exec(
+                select(InboxEvent.event_id)
+                .where(col(InboxEvent.status) == "pending")
+                .order_by(col(InboxEvent.stripe_created), col(InboxEvent.event_id))
+                .limit(limit)
+            ).all()
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            if not apply_set_batch(engine, client, chunk, options=options, now=now, result=result):
+                for event_id in chunk:
+                    apply_one(engine, client, event_id, options=options, now=now, result=result)
     if expire:
         expire_access(engine, options=options, now=now)
     if ids:
@@ -122,6 +122,32 @@ def apply_pending(
     return result
 
 
+def _apply_pending_pg(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    options: ApplyOptions,
+    now: datetime | None,
+    limit: int,
+    batch: int,
+    result: ApplyResult,
+) -> list[str]:
+    """Postgres: each batch claims the next pending events itself (one statement, in its own
+    transaction), so a pass starts without a separate read of the queue."""
+    ids: list[str] = []
+    while len(ids) < limit:
+        claimed: list[str] = []
+        count = min(batch, limit - len(ids))
+        batched = apply_set_batch(
+            engine, client, (), options=options, now=now, result=result, claim=count, claimed=claimed
+        )
+        if not batched:  # rolled back, claim included: isolate the failure one event at a time
+            apply_batch(engine, client, claimed, options=options, now=now, result=result)
+        ids += claimed
+        if len(claimed) < count:
+            break
+    return ids
+
+
 def apply_set_batch(
     engine: Engine,
     client: stripe.StripeClient | None,
@@ -130,16 +156,26 @@ def apply_set_batch(
     options: ApplyOptions = ApplyOptions(),
     now: datetime | None = None,
     result: ApplyResult | None = None,
+    claim: int = 0,
+    claimed: list[str] | None = None,
 ) -> bool:
-    """Apply a batch set-based (:mod:`.batch`); False when it rolled back and must be re-run
-    event by event."""
+    """Apply a batch set-based (:mod:`.batch`): ``event_ids``, or with ``claim`` (Postgres)
+    the next ``claim`` pending events, whose ids are added to ``claimed``. False when it
+    rolled back and must be re-run event by event."""
     result = result if result is not None else ApplyResult()
     ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
     turn = _SQLITE_TURN if engine.dialect.name == "sqlite" else nullcontext()
     try:
         with turn, Session(engine, expire_on_commit=False) as session:
+            events = claim_next(session, claim) if claim else None
+            if events is not None:
+                event_ids = [event_id for event_id, _ in events]
+                if claimed is not None:
+                    claimed += event_ids
+                if not events:
+                    return True
             ctx.catalog = catalog_for(session)
-            outcomes = apply_set(session, client, event_ids, ctx, refetch=options.refetch)
+            outcomes = apply_set(session, client, event_ids, ctx, refetch=options.refetch, claimed=events)
             session.commit()
     except Exception as exc:
         log.info("stripe_batch_fallback", events=len(event_ids), error=f"{type(exc).__name__}: {exc}"[:500])

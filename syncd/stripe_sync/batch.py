@@ -27,7 +27,7 @@ from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlmodel import Session
 
 from ..db import one_of, pipeline
@@ -84,6 +84,28 @@ def parse(event: JSON) -> tuple[str, JSON] | None:
     return (kind, obj) if kind in mirror.MODELS else None
 
 
+def claim_next(session: Session, count: int) -> list[tuple[str, str]]:
+    """Claim the oldest ``count`` pending events (Postgres): (event id, payload) each.
+
+    One statement picks and claims them; ``SKIP LOCKED`` gives concurrent appliers (daemon
+    replicas) disjoint batches instead of a wait on each other's claims."""
+    table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
+    oldest = (
+        select(table.c.event_id)
+        .where(table.c.status == "pending")
+        .order_by(table.c.stripe_created, table.c.event_id)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = session.execute(
+        update(table)
+        .where(table.c.event_id.in_(oldest.scalar_subquery()))
+        .values(attempts=table.c.attempts + 1)
+        .returning(table.c.event_id, table.c.payload)
+    ).all()
+    return [(event_id, payload) for event_id, payload in claimed]
+
+
 def apply_set(
     session: Session,
     client: stripe.StripeClient | None,
@@ -91,17 +113,20 @@ def apply_set(
     ctx: MappingContext,
     *,
     refetch: frozenset[str],
+    claimed: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Claim, mirror, map and mark a batch inside the caller's transaction.
+    """Claim, mirror, map and mark a batch inside the caller's transaction (``claimed``: the
+    events :func:`claim_next` already claimed in it).
 
     Returns each event id's outcome: applied | ignored | stale | skipped (claimed elsewhere)."""
     table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
-    claimed = session.execute(
-        update(table)
-        .where(one_of(session, table.c.event_id, event_ids), table.c.status == "pending")
-        .values(attempts=table.c.attempts + 1)
-        .returning(table.c.event_id, table.c.payload)
-    ).all()
+    if claimed is None:
+        claimed = session.execute(
+            update(table)
+            .where(one_of(session, table.c.event_id, event_ids), table.c.status == "pending")
+            .values(attempts=table.c.attempts + 1)
+            .returning(table.c.event_id, table.c.payload)
+        ).all()
     outcomes = dict.fromkeys(event_ids, "skipped")
     incoming: list[Incoming] = []
     for event_id, payload in claimed:

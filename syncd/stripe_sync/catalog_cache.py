@@ -5,34 +5,39 @@ version, whether a version grants credits, ...). Read per batch, they were a fix
 every batch, most of the applier's time at a steady trickle of events. They are kept here per
 engine and dropped as soon as a catalog table changes.
 
-Change detection on Postgres: one statement reads each catalog table's row count and newest
-``xmin`` (the id of the transaction that wrote a row version). An insert or update raises the
-newest ``xmin``, a delete lowers the count, so any committed catalog write changes the stamp.
-SQLite gets a fresh cache per batch (its deployments are small, and it has no ``xmin``).
+Change detection on Postgres: triggers on every catalog table bump a counter row
+(``catalog_stamp``, migration 0009) in the writing transaction; one primary-key read per batch
+tells whether anything changed since the lookups were made. SQLite gets a fresh cache per
+batch (its deployments are small, and it has no such triggers).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from .mapping import CatalogCache
 
-# One (row count, newest xmin) pair per catalog table that mapping reads.
-_STAMP = text(
-    "SELECT "
-    "(SELECT count(*) FROM catalog_settings), (SELECT max(xmin::text::bigint) FROM catalog_settings), "
-    "(SELECT count(*) FROM plan), (SELECT max(xmin::text::bigint) FROM plan), "
-    "(SELECT count(*) FROM plan_version), (SELECT max(xmin::text::bigint) FROM plan_version), "
-    "(SELECT count(*) FROM plan_price), (SELECT max(xmin::text::bigint) FROM plan_price), "
-    "(SELECT count(*) FROM plan_entitlement), (SELECT max(xmin::text::bigint) FROM plan_entitlement), "
-    "(SELECT count(*) FROM plan_credit_grant), (SELECT max(xmin::text::bigint) FROM plan_credit_grant), "
-    "(SELECT count(*) FROM trait_definition), (SELECT max(xmin::text::bigint) FROM trait_definition) "
+#: The catalog tables mapping reads; each has a trigger bumping the stamp (migration 0009,
+#: which keeps its own copy of this list, as migrations do).
+CATALOG_TABLES = (
+    "catalog_settings",
+    "plan",
+    "plan_version",
+    "plan_price",
+    "plan_entitlement",
+    "plan_credit_grant",
+    "trait_definition",
 )
+_STAMP = text("SELECT version FROM catalog_stamp WHERE id = 1")
 _lock = threading.Lock()
-_caches: dict[int, tuple[tuple[object, ...], CatalogCache]] = {}
+# Per engine (one database): weak, so an engine's entry goes with it and a later engine can
+# never meet its lookups under the same counter value.
+_caches: weakref.WeakKeyDictionary[Engine, tuple[int, CatalogCache]] = weakref.WeakKeyDictionary()
 
 
 def catalog_for(session: Session) -> CatalogCache:
@@ -40,13 +45,14 @@ def catalog_for(session: Session) -> CatalogCache:
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return CatalogCache()
-    row = session.execute(_STAMP).one()
-    stamp = tuple(row)
-    key = id(bind)
+    stamp = session.execute(_STAMP).scalar_one_or_none()
+    if stamp is None:  # a schema without the stamp row: nothing to compare with
+        return CatalogCache()
+    engine = bind.engine
     with _lock:
-        found = _caches.get(key)
+        found = _caches.get(engine)
         if found is not None and found[0] == stamp:
             return found[1]
         cache = CatalogCache()
-        _caches[key] = (stamp, cache)
+        _caches[engine] = (stamp, cache)
         return cache

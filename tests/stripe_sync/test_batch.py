@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from syncd.models import AuditLog, Company, CompanyPlan, PlanChange, StripeSubscription, utcnow
@@ -13,6 +14,7 @@ from syncd.services.audit import Actor, snapshot
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync import rows
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
+from syncd.stripe_sync.batch import claim_next
 from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.mapping import ts
 
@@ -229,3 +231,19 @@ def test_plain_rows_render_like_the_models() -> None:
     assert rows.snapshot(company) == snapshot(Company(**company))
     plan = rows.plan_row("comp_x", "plan_a", "plnv_a", now, source="billing", quantity=3)
     assert rows.snapshot(plan) == snapshot(CompanyPlan(**plan))
+
+
+def test_concurrent_claims_take_disjoint_batches(pg_world: World) -> None:
+    """Two appliers (daemon replicas) claim the oldest pending events without waiting for
+    each other's uncommitted claims, and never the same event."""
+    for n in range(4):
+        put(pg_world, customer_event(f"evt_c{n}", T0 + n, f"cus_c{n}", f"C{n}"))
+    with Session(pg_world.engine) as first, Session(pg_world.engine) as second:
+        second.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail, not hang
+        taken = sorted(event_id for event_id, _ in claim_next(first, 2))
+        assert taken == ["evt_c0", "evt_c1"]  # the oldest first
+        assert sorted(event_id for event_id, _ in claim_next(second, 5)) == ["evt_c2", "evt_c3"]
+        first.rollback()  # a rolled-back claim leaves its events pending for the next pass
+        second.rollback()
+    result = apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
+    assert result.applied == 4 and {e.status for e in pg_world.inbox()} == {"applied"}

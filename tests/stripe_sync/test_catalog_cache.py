@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import delete, false, text
 from sqlmodel import Session, col, select
 
-from syncd.models import Plan, TraitDefinition
+from syncd.models import Plan, TraitDefinition, metadata
 from syncd.stripe_emulator import BackgroundServer
 from syncd.stripe_sync.apply import apply_pending
-from syncd.stripe_sync.catalog_cache import catalog_for
+from syncd.stripe_sync.catalog_cache import CATALOG_TABLES, catalog_for
 from syncd.stripe_sync.mapping import ts
 
 from .harness import World
@@ -65,3 +66,23 @@ def test_a_product_relinked_between_batches_maps_to_its_new_plan(
         assert world.company("cus_2").base == "enterprise"
     finally:
         world.close()
+
+
+def test_every_catalog_table_bumps_the_stamp(pg_world: World) -> None:
+    """Statement-level triggers: any write to a table the mapping reads, even one that
+    matches no row, changes the counter the cache is checked against."""
+
+    def stamp() -> int:
+        with pg_world.engine.connect() as conn:
+            return int(conn.execute(text("SELECT version FROM catalog_stamp WHERE id = 1")).scalar_one())
+
+    for table in CATALOG_TABLES:
+        before = stamp()
+        with pg_world.engine.begin() as conn:
+            conn.execute(delete(metadata.tables[table]).where(false()))
+            assert stamp() == before  # not visible to others before the commit
+        assert stamp() == before + 1, table
+    with pg_world.engine.begin() as conn:  # a write elsewhere leaves it alone
+        before = stamp()
+        conn.execute(delete(metadata.tables["company"]).where(false()))
+    assert stamp() == before
