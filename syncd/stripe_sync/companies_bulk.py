@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from .. import bulk
 from ..db import one_of, pipeline
 from ..models import (
     CatalogSettingsRow,
@@ -107,18 +108,20 @@ def ensure_companies(
             keyed[cid] = ensure_company(session, cid, name=names.get(cid))
             linked_by_service.add(cid)  # ensure_company linked its mirror row
     links = [
-        {"customer": cid, "company": keyed[cid]}
+        {"stripe_id": cid, "company_id": keyed[cid]}
         for cid in todo
         if cid in mirrors and cid in keyed and cid not in linked_by_service and mirrors[cid][0] != keyed[cid]
     ]
     with pipeline(session):  # the new companies and their links: one round trip
         pending.send(session)
-        if links:
+        if links and bulk.supported(session):
+            bulk.update_rows(session, CUSTOMERS, "stripe_id", links)
+        elif links:
             session.execute(
                 update(CUSTOMERS)
-                .where(CUSTOMERS.c.stripe_id == bindparam("customer"))
-                .values(company_id=bindparam("company")),
-                links,
+                .where(CUSTOMERS.c.stripe_id == bindparam("b_stripe_id"))
+                .values(company_id=bindparam("b_company_id")),
+                [{"b_stripe_id": link["stripe_id"], "b_company_id": link["company_id"]} for link in links],
             )
     companies.update((cid, keyed[cid]) for cid in todo if cid in keyed)
     return companies

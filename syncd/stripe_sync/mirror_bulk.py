@@ -10,15 +10,16 @@ applier is never overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from .. import bulk
 from ..db import one_of
 from ..models import utcnow
 from .mirror import MODELS, columns, past_due_since
@@ -117,11 +118,24 @@ def upsert(session: Session, kind: str, states: Iterable[State]) -> int:
             row["past_due_since"] = state.past_due_since
         rows.append(row)
     table = table_of(kind)
-    insert = pg_insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite_insert(table)
-    statement = insert.on_conflict_do_update(
+    names = tuple(rows[0])
+    if bulk.supported(session):  # one statement, the rows as column arrays
+        session.execute(_pg_upsert(table, names), bulk.params(table, names, rows))
+        return len(rows)
+    insert = sqlite_insert(table)
+    session.execute(_on_conflict(insert, table, names), rows)
+    return len(rows)
+
+
+@cache
+def _pg_upsert(table: Table, names: tuple[str, ...]) -> Any:
+    return _on_conflict(bulk.upsert(table, names), table, names)
+
+
+def _on_conflict(insert: Any, table: Table, names: Sequence[str]) -> Any:
+    """Overwrite an existing row only with a state at least as new (the watermark, in SQL)."""
+    return insert.on_conflict_do_update(
         index_elements=[table.c.stripe_id],
-        set_={name: insert.excluded[name] for name in rows[0] if name != "stripe_id"},
+        set_={name: insert.excluded[name] for name in names if name != "stripe_id"},
         where=table.c.source_created <= insert.excluded.source_created,
     )
-    session.execute(statement, rows)
-    return len(rows)

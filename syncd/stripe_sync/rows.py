@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlmodel import Session
 
-from ..db import pipeline
+from .. import bulk
+from ..db import one_of, pipeline
 from ..models import AuditLog, Company, CompanyKey, CompanyPlan, PlanChange
 from ..models.base import new_id
 from ..services.audit import Actor
@@ -48,9 +49,7 @@ class PendingWrites:
 
     def update(self, table: Table, row_id: str, values: Row) -> None:
         names = tuple(sorted(values))
-        self.updates.setdefault((table, names), []).append(
-            {"row_id": row_id, **{f"v_{name}": values[name] for name in names}}
-        )
+        self.updates.setdefault((table, names), []).append({"id": row_id, **values})
 
     def __bool__(self) -> bool:
         return bool(self.inserts or self.deletes or self.updates)
@@ -68,19 +67,25 @@ class PendingWrites:
         # Taken before sending: a failed statement must not leave rows behind for the next
         # write (the per-event fallback reuses the context after rolling a savepoint back).
         self.deletes, self.updates, self.inserts = {}, {}, {}
+        set_based = bulk.supported(session)  # Postgres: one statement per table, any row count
         for table, ids in deletes.items():
-            session.execute(delete(table).where(table.c.id.in_(ids)))
-        for (table, names), params in updates.items():
+            session.execute(delete(table).where(one_of(session, table.c.id, ids)))
+        for (table, names), rows in updates.items():
+            if set_based:
+                bulk.update_rows(session, table, "id", rows)
+                continue
             statement = (
                 update(table)
                 .where(table.c.id == bindparam("row_id"))
                 .values({name: bindparam(f"v_{name}") for name in names})
             )
-            session.execute(statement, params)
+            session.execute(statement, [{"row_id": r["id"], **{f"v_{n}": r[n] for n in names}} for r in rows])
         for table in INSERT_ORDER:
-            rows = inserts.get(table)
-            if rows:  # inline: no RETURNING of generated keys (nothing reads them; pipelines can't)
-                session.execute(insert(table).inline(), rows)
+            new = inserts.get(table)
+            if new and set_based:
+                bulk.insert_rows(session, table, new)
+            elif new:  # inline: no RETURNING of generated keys (nothing reads them; pipelines can't)
+                session.execute(insert(table).inline(), new)
 
 
 def _json(value: Any) -> Any:

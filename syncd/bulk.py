@@ -1,0 +1,113 @@
+"""Many rows in one statement on Postgres: the rows travel as one JSON document.
+
+``executemany`` sends one protocol message per row and has the driver adapt every row's
+parameters; for the hundreds of rows of a sweep page (or a webhook batch's plan moves) that
+is most of the client's time, and one server execution per row. Here the rows are encoded
+with one ``json.dumps`` (C) and the server expands them with ``json_to_recordset``, typed by
+the table's own column types: one statement, one plan, one execution, whatever the row count.
+The statement text depends only on the table and the columns, so it is built and prepared
+once.
+
+Postgres only (:func:`supported`); callers keep ``executemany`` for SQLite. Values are stored
+as the column types would bind them: datetimes must be aware (stored in UTC), and ``None`` in
+a JSON column is JSON ``null``, as SQLAlchemy's JSON type binds it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
+from sqlalchemy.sql.dml import Update
+from sqlmodel import Session
+
+Row = Mapping[str, Any]
+
+
+def supported(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Row]) -> None:
+    """``INSERT`` the rows (all with the same keys) in one statement."""
+    if rows:
+        names = tuple(rows[0])
+        session.execute(_insert(table, names), params(table, names, rows))
+
+
+def update_rows(session: Session, table: Table, key: str, rows: Sequence[Row]) -> None:
+    """``UPDATE`` each row's other columns where ``key`` matches, in one statement."""
+    if rows:
+        names = tuple(rows[0])
+        session.execute(_update(table, key, names), params(table, names, rows))
+
+
+def upsert(table: Table, names: Sequence[str]) -> PgInsert:
+    """``INSERT ... SELECT unnest(...)`` for ``names``, to add an ``ON CONFLICT`` clause to."""
+    return pg_insert(table).from_select(list(names), unnested(table, tuple(names)))
+
+
+@cache
+def unnested(table: Table, names: tuple[str, ...]) -> Select[Any]:
+    """``SELECT ... FROM json_to_recordset(:rows) AS r(<name> <type>, ...)``: the rows of
+    :func:`params`, typed as the table's columns."""
+    rows = (
+        func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
+        .table_valued(*(column(name, table.c[name].type) for name in names))
+        .render_derived(name="r", with_types=True)
+    )
+    return select(*(_value(table, rows, name) for name in names))
+
+
+def _value(table: Table, rows: Any, name: str) -> Any:
+    column_type = table.c[name].type
+    if isinstance(column_type, JSON) and not column_type.none_as_null:
+        return func.coalesce(rows.c[name], literal_column("'null'::json")).label(name)
+    return rows.c[name]
+
+
+@cache
+def _insert(table: Table, names: tuple[str, ...]) -> Any:
+    return insert(table).from_select(list(names), unnested(table, names))
+
+
+@cache
+def _update(table: Table, key: str, names: tuple[str, ...]) -> Update:
+    rows = unnested(table, names).subquery("v")
+    return (
+        update(table)
+        .where(table.c[key] == rows.c[key])
+        .values({name: rows.c[name] for name in names if name != key})
+    )
+
+
+def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str]:
+    """The rows as the one JSON parameter of :func:`unnested`."""
+    return {"rows": json.dumps([{name: row[name] for name in names} for row in rows], default=_encode)}
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use aware UTC datetimes")
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a bulk write")

@@ -1,0 +1,105 @@
+"""Set-based writes (one text array per column) store exactly what executemany stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
+from syncd import bulk, migrate
+from syncd.db import make_engine
+from syncd.models import AuditLog, Company, CompanyPlan, StripeCustomer
+from syncd.models.base import new_id
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _table(model: Any) -> Any:
+    return model.__table__
+
+
+@pytest.mark.postgres
+def test_insert_and_update_rows_match_executemany(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    migrate.upgrade(engine)
+    audit = _table(AuditLog)
+    rows = [
+        {
+            "actor_type": "stripe",
+            "actor": None,
+            "action": f"probe.{n}",
+            "entity_type": "company",
+            "entity_id": f"comp_{n}",
+            "before": None if n % 2 else {"name": 'O\'Brien "quoted"', "n": n, "nested": [1, None]},
+            "after": {"when": "2026-11-21T12:00:00Z", "flag": True},
+            "note": "comma, brace { and quote '",
+            "created_at": T + timedelta(microseconds=n),
+        }
+        for n in range(4)
+    ]
+    with Session(engine) as session:
+        bulk.insert_rows(session, audit, rows[:2])
+        session.execute(insert(audit), rows[2:])  # the executemany way, for comparison
+        session.commit()
+        stored = session.execute(select(audit).order_by(audit.c.action)).mappings().all()
+    for row, got in zip(rows, stored, strict=True):
+        assert {k: got[k] for k in row} == row
+    assert stored[1]["before"] is None and stored[3]["before"] is None  # JSON null both ways
+
+    companies = [Company(name=f"C{n}") for n in range(3)]
+    customers = _table(StripeCustomer)
+    with Session(engine, expire_on_commit=False) as session:
+        session.add_all(companies)
+        session.flush()
+        bulk.insert_rows(
+            session,
+            customers,
+            [
+                {
+                    "stripe_id": f"cus_{n}",
+                    "livemode": n == 1,
+                    "data": {"id": f"cus_{n}"},
+                    "deleted": False,
+                    "source_created": 100 + n,
+                    "source_id": "evt_probe",
+                    "synced_at": T,
+                }
+                for n in range(3)
+            ],
+        )
+        bulk.update_rows(
+            session,
+            customers,
+            "stripe_id",
+            [{"stripe_id": f"cus_{n}", "company_id": companies[n].id, "deleted": n == 2} for n in range(3)],
+        )
+        session.commit()
+        got = session.execute(select(customers).order_by(customers.c.stripe_id)).mappings().all()
+    assert [r["company_id"] for r in got] == [c.id for c in companies]
+    assert [r["livemode"] for r in got] == [False, True, False]
+    assert [r["deleted"] for r in got] == [False, False, True]
+    assert [r["source_created"] for r in got] == [100, 101, 102]
+    assert all(r["synced_at"] == T for r in got)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_naive_datetimes_are_refused(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        company = Company(name="N")
+        session.add(company)
+        session.flush()
+        row = {
+            "id": new_id("cpl"),
+            "company_id": company.id,
+            "plan_id": None,
+            "created_at": T.replace(tzinfo=None),
+        }
+        with pytest.raises(ValueError, match="naive datetime"):
+            bulk.insert_rows(session, _table(CompanyPlan), [row])
+    engine.dispose()
