@@ -62,6 +62,7 @@ from syncd.daemon import Daemon
 from syncd.db import session_scope
 from syncd.log import configure_logging
 from syncd.models import ChangeLog, InboxEvent, utcnow
+from syncd.stripe_sync.applier_process import uses_process
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
 from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.mapping import MappingContext
@@ -157,6 +158,9 @@ def signed(event: dict[str, Any]) -> tuple[bytes, str]:
     return body, f"t={t},v1={mac}"
 
 
+APPLIER = ["auto"]  # [stripe] applier for the serving daemons (--applier)
+
+
 class Server:
     """A prepared daemon serving its HTTP app on loopback, with the inbox kick enabled."""
 
@@ -171,6 +175,7 @@ class Server:
                 "SYNCD_STRIPE_API_KEY": "sk_test_bench",
                 "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
                 "SYNCD_STRIPE_REFETCH": "",
+                "SYNCD_STRIPE_APPLIER": APPLIER[0],
                 "SYNCD_LOG_LEVEL": "warning",
             },
         )
@@ -181,8 +186,11 @@ class Server:
         self.engine = self.daemon.engine
         with session_scope(self.daemon.engine) as session:
             apply_catalog(session, loads(CATALOG))
-        if apply:  # as in `syncd run`: webhooks kick the inbox applier
+        if apply:  # as in `syncd run`: webhooks kick the inbox applier (or wake its process)
             jobs.set_current_daemon(self.daemon)
+            if uses_process(settings):
+                self.daemon.start_applier()
+                assert self.daemon.applier is not None and self.daemon.applier.wait_ready(60)
         from syncd.stripe_emulator.server import free_port
 
         self.port = free_port()
@@ -201,6 +209,7 @@ class Server:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         jobs.set_current_daemon(None)
+        self.daemon.stop_applier()
         self.daemon.close()
 
     def counts(self) -> tuple[int, int]:
@@ -328,6 +337,7 @@ class ProcessServer(Server):
             "SYNCD_STRIPE_API_BASE": "http://127.0.0.1:9",  # nothing listens: no calls leave
             "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
             "SYNCD_STRIPE_REFETCH": "",
+            "SYNCD_STRIPE_APPLIER": APPLIER[0],
             "SYNCD_SCHEDULER_EVENTS_REPLAY_INTERVAL_S": "3600",
             "SYNCD_SCHEDULER_ENABLED": "true" if apply else "false",
             "SYNCD_SERVER_WORKERS": str(workers),
@@ -637,9 +647,16 @@ def main() -> None:
         help="0: the daemon in this process (a thread); N: `syncd run` with [server] workers = N",
     )
     parser.add_argument(
+        "--applier",
+        choices=("auto", "process", "thread"),
+        default="auto",
+        help="[stripe] applier: its own process (auto on Postgres) or a thread of the server",
+    )
+    parser.add_argument(
         "--only", default="ieas", help="parts to run: i(ntake), e(nd to end + latency), a(pply), s(weep)"
     )
     args = parser.parse_args()
+    APPLIER[0] = args.applier
     n_events = 600 if args.quick else 3000
     lat_seconds = 3 if args.quick else 10
     n_sweep = args.sweep_customers or (1000 if args.quick else 10_000)

@@ -64,6 +64,9 @@ class StripeSettings:
     # Object kinds re-fetched from Stripe before an event is applied (comma-separated).
     refetch: str = "subscription,subscription_schedule"
     events_overlap_s: int = 600  # Events API replay re-reads this far behind its cursor
+    # Where webhooks are applied: "process" (a child process of the serving daemon; Postgres
+    # only), "thread" (in the serving process), "auto" (process on Postgres, else thread).
+    applier: str = "auto"
     # syncd -> Stripe: push the catalog (and migrated subscriptions) on a schedule; off by
     # default so an operator decides when Stripe's catalog starts following syncd's.
     push_catalog: bool = False
@@ -294,6 +297,16 @@ def _validate(settings: Settings) -> None:
             "is not a database URL",
             "set SYNCD_DATABASE_URL to e.g. sqlite:///data/syncd.db or postgresql://user@host/db",
         ) from exc
+    if s.stripe.applier not in {"auto", "process", "thread"}:
+        raise ConfigError(
+            "stripe.applier", f"unknown applier {s.stripe.applier!r}", "use auto, process or thread"
+        )
+    if s.stripe.applier == "process" and not s.database_url.startswith("postgresql"):
+        raise ConfigError(
+            "stripe.applier",
+            "process needs Postgres (it is woken by LISTEN/NOTIFY)",
+            "use auto or thread with SQLite",
+        )
     sch = s.scheduler
     if not 0 < sch.lease_renew_s < sch.lease_ttl_s:
         raise ConfigError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -19,13 +20,14 @@ from typing import Any
 
 import structlog
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from . import jobs, migrate
 from .api import create_app
 from .apikeys import KeyVerifier
-from .config import Settings
+from .config import CatalogSettings, Settings
 from .db import check_connection, make_engine
 from .engine.wire import ENGINE_VERSION_KEY
 from .exceptions import StartupError
@@ -36,6 +38,7 @@ from .plugins import Plugins
 from .publish import PublishPump, call_each
 from .state import EntitlementStore
 from .stripe_emulator import BackgroundServer, EmulatorConfig
+from .stripe_sync.applier_process import ApplierProcess, uses_process
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +84,7 @@ class Daemon:
         self.leadership = Leadership(self.engine, settings.scheduler, on_change=self._leadership_changed)
         self._instance_lock: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the scheduler's, while serving
+        self.applier: ApplierProcess | None = None  # the Stripe applier's child, while serving
 
     # -- lifecycle -----------------------------------------------------------------
     def prepare(
@@ -152,6 +156,8 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         jobs.set_current_daemon(self)
         self.start_following()
+        if self.settings.scheduler.enabled and uses_process(self.settings):
+            self.start_applier()
         if self.settings.scheduler.enabled:
             install_jobs(scheduler, self.settings)
             if self.publisher is not None:
@@ -172,6 +178,7 @@ class Daemon:
             await asyncio.to_thread(self.leadership.stop)
             jobs.set_current_daemon(None)
             self.stop_following()
+            await asyncio.to_thread(self.stop_applier)
             self.close()
             log.info("daemon_stopped")
 
@@ -208,6 +215,29 @@ class Daemon:
         self.stripe_api_key = "sk_test_emulator"
         self.webhook_secrets = [self.emulator.emulator.webhook_secret]
         log.info("stripe_emulator_started", url=self.emulator.url)
+
+    def start_applier(self) -> None:
+        """Apply Stripe webhooks in a child process (see ``stripe_sync.applier_process``)."""
+        if self.applier is not None:
+            return
+        stripe = dataclasses.replace(
+            self.settings.stripe,
+            api_key=SecretStr(self.stripe_api_key) if self.stripe_api_key else None,
+            api_base=self.stripe_api_base,
+        )
+        child = dataclasses.replace(
+            self.settings,
+            stripe=stripe,
+            catalog=CatalogSettings(path=None),  # applied already, by this process
+            scheduler=dataclasses.replace(self.settings.scheduler, enabled=False),
+        )
+        self.applier = ApplierProcess(child)
+        self.applier.start()
+
+    def stop_applier(self) -> None:
+        applier, self.applier = self.applier, None
+        if applier is not None:
+            applier.stop()
 
     def request_stop(self) -> None:
         log.info("daemon_stopping")

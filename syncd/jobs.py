@@ -217,9 +217,14 @@ def boundaries() -> None:
 def apply_stripe_inbox() -> int:
     """Apply pending Stripe events (webhooks and replayed ones) and expire ended access."""
     from .stripe_sync.apply import apply_pending
+    from .stripe_sync.intake import NOTIFY
     from .stripe_sync.runtime import apply_lock, apply_options, client_for, ensure_listening
 
     daemon = current_daemon()
+    if daemon.applier is not None:  # the child applies (a pass a second at least): wake it now
+        with daemon.engine.begin() as conn:
+            conn.execute(NOTIFY)
+        return 0
     ensure_listening(daemon)  # several workers: the others wake this one's applier
     lock = apply_lock(daemon)
     if not lock.acquire(blocking=False):

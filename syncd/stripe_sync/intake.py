@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from ..groupcommit import GroupCommitter
@@ -24,6 +25,7 @@ from .inbox import StoredEvent, store_rows
 
 log = structlog.get_logger(__name__)
 
+NOTIFY = text("SELECT pg_notify('syncd_inbox', '')")  # runtime.INBOX_CHANNEL
 MAX_GROUP_EVENTS = 1000
 MAX_GROUP_BYTES = 16 * 1024 * 1024  # bounds one statement's size (payloads are stored raw)
 
@@ -33,10 +35,17 @@ Row = dict[str, Any]
 class InboxCommitter(GroupCommitter[Row, StoredEvent]):
     name = "stripe_inbox"
 
-    def __init__(self, engine: Engine, stored: Callable[[Sequence[StoredEvent]], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        stored: Callable[[Sequence[StoredEvent]], None],
+        *,
+        notify: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__()
         self._engine = engine
-        self._stored = stored  # called once per committed group (wakes the applier)
+        self._stored = stored  # called once per committed group (wakes an in-process applier)
+        self._notify = notify  # Postgres: wake an applier in another process, at commit
 
     def group_size(self, queued: Sequence[Row]) -> int:
         count = size = 0
@@ -49,7 +58,10 @@ class InboxCommitter(GroupCommitter[Row, StoredEvent]):
 
     def write(self, rows: list[Row]) -> list[StoredEvent]:
         with self._engine.begin() as conn:
-            return store_rows(conn, rows)
+            stored = store_rows(conn, rows)
+            if self._notify() and any(s.inserted and s.status == "pending" for s in stored):
+                conn.execute(NOTIFY)  # delivered with the commit, never before the rows
+            return stored
 
     def committed(self, results: Sequence[StoredEvent | BaseException]) -> None:
         stored = [r for r in results if isinstance(r, StoredEvent)]

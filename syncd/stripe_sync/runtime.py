@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import stripe
 import structlog
-from sqlalchemy import text
 
 from ..config import Settings
 from ..stripe_api import build_client
@@ -112,42 +111,33 @@ def kick(daemon: Daemon) -> None:
     worker.kick()
 
 
-# -- Several workers (``[server] workers = N``) -----------------------------------------------
-# Only worker 0 runs the scheduler and so the applier; the others store deliveries too. On
-# Postgres they wake worker 0's applier with a NOTIFY after each group commit, instead of
-# leaving their events to the next scheduled pass (up to ``inbox_interval_s`` later).
+# -- Applying in another process ----------------------------------------------------------------
+# On Postgres the applier may run elsewhere: in a child process of the serving daemon
+# (``[stripe] applier = "process"``, the default there for `syncd run`, see
+# ``applier_process``), or, with several workers and the applier in a thread, in worker 0 (only
+# it runs the scheduler). Each intake commit then sends a NOTIFY, and the applier LISTENs.
 
 INBOX_CHANNEL = "syncd_inbox"
 
 
-def needs_notify(daemon: Daemon) -> bool:
-    """True in a worker that stores deliveries but does not apply them, on Postgres."""
+def applies_elsewhere(daemon: Daemon) -> bool:
+    """True when this process's deliveries are applied by another process (Postgres): the
+    daemon's applier child, or worker 0 when this worker has no scheduler."""
+    if daemon.engine.dialect.name != "postgresql":
+        return False
     settings = daemon.settings
-    return (
-        settings.server.workers > 1
-        and not settings.scheduler.enabled
-        and daemon.engine.dialect.name == "postgresql"
-    )
-
-
-def notify_applier(daemon: Daemon) -> None:
-    """Wake the applying worker (after a commit; on failure the scheduled pass still comes)."""
-    try:
-        with daemon.engine.connect() as conn:
-            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": INBOX_CHANNEL})
-            conn.commit()
-    except Exception:
-        log.warning("stripe_inbox_notify_failed", exc_info=True)
+    return daemon.applier is not None or (settings.server.workers > 1 and not settings.scheduler.enabled)
 
 
 _listeners: dict[int, threading.Thread] = {}
 
 
 def ensure_listening(daemon: Daemon) -> None:
-    """In the applying worker of several, on Postgres: kick the applier on each NOTIFY from
-    the other workers (a thread with its own connection, until the daemon stops serving)."""
+    """In the applying worker of several (applier in a thread), on Postgres: kick the applier
+    on each NOTIFY from the other workers (a thread with its own connection, until the daemon
+    stops serving)."""
     settings = daemon.settings
-    if settings.server.workers <= 1 or daemon.engine.dialect.name != "postgresql":
+    if settings.server.workers <= 1 or daemon.engine.dialect.name != "postgresql" or daemon.applier:
         return
     with _lock:
         if id(daemon) in _listeners:

@@ -101,23 +101,25 @@ async def receive_event(
 
 
 def inbox_committer(daemon: Daemon) -> InboxCommitter:
-    return InboxCommitter(daemon.engine, lambda stored: _kick(daemon, stored))
+    from .runtime import applies_elsewhere
+
+    return InboxCommitter(
+        daemon.engine, lambda stored: _kick(daemon, stored), notify=lambda: applies_elsewhere(daemon)
+    )
 
 
 def _kick(daemon: Daemon, stored: Sequence[StoredEvent]) -> None:
     """Apply new events right away, off the request path (the scheduled job picks up anything
-    missed). Only inside a serving daemon with its scheduler on: the same conditions under
-    which the inbox job runs at all; a worker without the scheduler wakes the one with it.
-    Once per committed group."""
+    missed), when this process applies them: inside a serving daemon with its scheduler on
+    (the conditions under which the inbox job runs at all) and the applier in a thread. An
+    applier in another process is woken by the commit's NOTIFY instead. Once per group."""
     from .. import jobs
-    from .runtime import kick, needs_notify, notify_applier
+    from .runtime import applies_elsewhere, kick
 
     if not any(s.inserted and s.status == "pending" for s in stored):
         return
-    if daemon.settings.scheduler.enabled and jobs._current is daemon:
+    if daemon.settings.scheduler.enabled and jobs._current is daemon and not applies_elsewhere(daemon):
         kick(daemon)
-    elif jobs._current is daemon and needs_notify(daemon):
-        notify_applier(daemon)  # another worker applies
 
 
 @operation(

@@ -180,11 +180,17 @@ def test_one_unstorable_event_fails_alone_in_its_group(postgres_url: str, tmp_pa
 def test_with_several_workers_a_stored_event_wakes_the_applying_worker(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """Worker 0 applies (it runs the scheduler); another worker that stored an event wakes it
-    with a NOTIFY, so the event does not wait for the next scheduled pass."""
+    """Applier in a thread: worker 0 applies (it runs the scheduler); another worker that
+    stored an event wakes it with a NOTIFY, so the event does not wait for the next scheduled
+    pass."""
     from syncd import jobs
     from syncd.stripe_sync.inbox import parse_event, store_event
-    from syncd.stripe_sync.runtime import ensure_listening, needs_notify, notify_applier
+    from syncd.stripe_sync.intake import NOTIFY
+    from syncd.stripe_sync.runtime import applies_elsewhere, ensure_listening
+
+    def notify_applier(daemon: Daemon) -> None:  # what the storing worker's intake commit sends
+        with daemon.engine.begin() as conn:
+            conn.execute(NOTIFY)
 
     def worker(index: int) -> Daemon:
         environ = {
@@ -194,6 +200,7 @@ def test_with_several_workers_a_stored_event_wakes_the_applying_worker(
             "SYNCD_STRIPE_WEBHOOK_SECRET": SECRET,
             "SYNCD_STRIPE_REFETCH": "",
             "SYNCD_SERVER_WORKERS": "2",
+            "SYNCD_STRIPE_APPLIER": "thread",
             "SYNCD_SCHEDULER_ENABLED": "true" if index == 0 else "false",
         }
         d = Daemon(load_settings(None, environ=environ))
@@ -201,7 +208,7 @@ def test_with_several_workers_a_stored_event_wakes_the_applying_worker(
         return d
 
     applying, storing = worker(0), worker(1)
-    assert needs_notify(storing) and not needs_notify(applying)
+    assert applies_elsewhere(storing) and not applies_elsewhere(applying)
     jobs.set_current_daemon(applying)  # as `syncd run` in worker 0 (its scheduler is not started)
     try:
         ensure_listening(applying)

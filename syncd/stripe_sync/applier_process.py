@@ -1,0 +1,174 @@
+"""The Stripe inbox applier in a process of its own (``[stripe] applier = "process"``).
+
+In the serving process the applier shares one interpreter lock with the HTTP server: a batch
+being mapped (pure Python, ~10 ms) delays the next webhook's read, verification and commit,
+and the intake's work delays the batch. In its own process each runs on its own core, which
+is what keeps receipt -> applied short under load (``bench/bench_stripe_sync.py``).
+
+How it is woken: Postgres only. The intake's group commit sends ``NOTIFY syncd_inbox`` inside
+its own transaction (delivered at commit, no extra round trip); the applier process LISTENs on
+a connection of its own and runs passes until the inbox is empty. Without a notification it
+still runs a pass every second (missed notifications, events stored by the Events API replay),
+and it expires ended access at most once a second, as the in-process applier does.
+
+Lifecycle: started by the serving daemon that runs the scheduler (worker 0 of several), stopped
+with it (SIGTERM, then SIGKILL after a grace period). A child that dies is restarted with a
+growing delay; one whose parent died exits on its own. Events are claimed inside the applying
+transaction, so a child killed mid-batch leaves that batch pending for the next pass.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from multiprocessing.context import SpawnProcess
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..config import Settings
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+INBOX_CHANNEL = "syncd_inbox"
+PASS_INTERVAL_S = 1.0  # a pass without a notification, and access expiry, at most this often
+STOP_GRACE_S = 10.0
+RESTART_DELAY_MAX_S = 30.0
+
+
+def uses_process(settings: Settings) -> bool:
+    """Whether the applier runs in a child process: ``process``, or ``auto`` on Postgres."""
+    mode = settings.stripe.applier
+    postgres = settings.database_url.startswith("postgresql")
+    return postgres and mode in ("process", "auto")
+
+
+class ApplierProcess:
+    """Starts, watches and stops the applier child of a serving daemon."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited threads
+        self._process: SpawnProcess | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._ready = self._ctx.Event()  # set by the child once it listens
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._watchdog = threading.Thread(target=self._watch, name="stripe-applier-watch", daemon=True)
+        self._watchdog.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the child listens (it then applies whatever is pending)."""
+        return self._ready.wait(timeout)
+
+    def _spawn(self) -> None:
+        self._ready.clear()
+        process = self._ctx.Process(
+            target=applier_main,
+            args=(self._settings, os.getpid(), self._ready),
+            name="syncd-applier",
+            daemon=True,
+        )
+        process.start()
+        self._process = process
+        log.info("stripe_applier_started", pid=process.pid)
+
+    def _watch(self) -> None:
+        delay = 0.5
+        while not self._stopping.wait(0.5):
+            process = self._process
+            if process is None or process.is_alive():
+                continue
+            log.warning("stripe_applier_died", exitcode=process.exitcode, restart_in_s=delay)
+            if self._stopping.wait(delay):
+                return
+            started = time.monotonic()
+            self._spawn()
+            # A child that lived a while resets the delay; one that keeps dying backs off.
+            delay = 0.5 if time.monotonic() - started > 30 else min(RESTART_DELAY_MAX_S, delay * 2)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)
+        process, self._process = self._process, None
+        if process is None or not process.is_alive():
+            return
+        process.terminate()  # SIGTERM: the child finishes its pass and exits
+        process.join(STOP_GRACE_S)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        log.info("stripe_applier_stopped", exitcode=process.exitcode)
+
+
+def applier_main(settings: Settings, parent_pid: int, ready: Any = None) -> None:
+    """Entry point of the child: LISTEN, and apply passes until told to stop."""
+    from ..daemon import Daemon
+    from ..log import configure_logging
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C goes to the parent, which stops us
+    configure_logging(settings.log.level, settings.log.format)
+    structlog.contextvars.bind_contextvars(process="stripe-applier")
+    daemon = Daemon(settings)
+    daemon.prepare(migrate_db=False, load_state=False, instance_lock=False)
+    try:
+        run_applier(daemon, stop, parent_pid, ready)
+    finally:
+        daemon.close()
+
+
+def run_applier(
+    daemon: Daemon, stop: threading.Event, parent_pid: int | None = None, ready: Any = None
+) -> None:
+    """The child's loop (also runnable in a thread, for tests): a pass on each notification
+    and at least every second, until ``stop`` is set or the parent is gone."""
+    import psycopg
+
+    from .apply import apply_pending
+    from .runtime import apply_options, client_for
+
+    url = daemon.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    options = apply_options(daemon.settings)
+    last_expiry = float("-inf")
+    while not stop.is_set():
+        try:
+            with psycopg.connect(url, autocommit=True) as listener:
+                listener.execute("LISTEN syncd_inbox")  # INBOX_CHANNEL
+                if ready is not None:
+                    ready.set()
+                while not stop.is_set():
+                    if parent_pid is not None and os.getppid() != parent_pid:
+                        log.warning("stripe_applier_orphaned")
+                        return
+                    now = time.monotonic()
+                    expire = now - last_expiry >= PASS_INTERVAL_S
+                    if expire:
+                        last_expiry = now
+                    client = client_for(daemon)
+                    # Drain: notifications that arrived during a pass are covered by the next.
+                    while apply_pending(
+                        daemon.engine, client, options=options, limit=500, expire=expire
+                    ).processed:
+                        expire = False
+                        if stop.is_set():
+                            return
+                    for _ in listener.notifies(timeout=PASS_INTERVAL_S, stop_after=1):
+                        pass
+        except Exception:  # the database went away: retry shortly, nothing is lost (inbox)
+            log.warning("stripe_applier_failed", exc_info=True)
+            stop.wait(1.0)
