@@ -97,6 +97,15 @@ def pipeline(session: Session) -> Iterator[None]:
 _TEXT_ARRAY = ARRAY(String)
 
 
+def any_of(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """:func:`one_of` for a statement built once and executed many times: the values come
+    at execution, as the list parameter ``name``. Postgres binds one array (one statement
+    text for every count); SQLite expands ``IN`` per count."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=_TEXT_ARRAY))  # type: ignore[no-any-return]
+    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+
+
 def one_of(session: Session, column: Any, values: Collection[str]) -> ColumnElement[bool]:
     """``column IN values`` that stays one short statement on Postgres: ``= ANY(array)``
     binds a single array where ``IN`` expands into one parameter per value (a new statement

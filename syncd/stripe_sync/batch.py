@@ -23,14 +23,15 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
-from ..db import one_of, pipeline
+from ..db import any_of, one_of, pipeline
 from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcnow
 from ..services.changes import write_change_log
 from ..stripe_api import is_own_request
@@ -89,21 +90,26 @@ def claim_next(session: Session, count: int) -> list[tuple[str, str]]:
 
     One statement picks and claims them; ``SKIP LOCKED`` gives concurrent appliers (daemon
     replicas) disjoint batches instead of a wait on each other's claims."""
-    table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
-    oldest = (
-        select(table.c.event_id)
-        .where(table.c.status == "pending")
-        .order_by(table.c.stripe_created, table.c.event_id)
-        .limit(count)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = session.execute(
-        update(table)
-        .where(table.c.event_id.in_(oldest.scalar_subquery()))
-        .values(attempts=table.c.attempts + 1)
-        .returning(table.c.event_id, table.c.payload)
-    ).all()
+    claimed = session.execute(_CLAIM, {"count": count}).all()
     return [(event_id, payload) for event_id, payload in claimed]
+
+
+_INBOX: Any = InboxEvent.__table__  # type: ignore[attr-defined]
+_CLAIM = (
+    update(_INBOX)
+    .where(
+        _INBOX.c.event_id.in_(
+            select(_INBOX.c.event_id)
+            .where(_INBOX.c.status == "pending")
+            .order_by(_INBOX.c.stripe_created, _INBOX.c.event_id)
+            .limit(bindparam("count"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(attempts=_INBOX.c.attempts + 1)
+    .returning(_INBOX.c.event_id, _INBOX.c.payload)
+)
 
 
 def apply_set(
@@ -289,13 +295,18 @@ def _map(
 
 
 def _mark(session: Session, outcomes: dict[str, str]) -> None:
-    table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
     now = utcnow()
+    statement = _mark_statement(session.get_bind().dialect.name)
     for status, wanted in (("applied", ("applied", "stale")), ("ignored", ("ignored",))):
-        ids = [event_id for event_id, outcome in outcomes.items() if outcome in wanted]
+        ids = sorted(event_id for event_id, outcome in outcomes.items() if outcome in wanted)
         if ids:
-            session.execute(
-                update(table)
-                .where(one_of(session, table.c.event_id, ids))
-                .values(status=status, applied_at=now, last_error=None)
-            )
+            session.execute(statement, {"ids": ids, "status": status, "now": now})
+
+
+@cache
+def _mark_statement(dialect: str) -> Any:
+    return (
+        update(_INBOX)
+        .where(any_of(dialect, _INBOX.c.event_id, "ids"))
+        .values(status=bindparam("status"), applied_at=bindparam("now"), last_error=None)
+    )

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from .. import bulk
-from ..db import one_of, pipeline
+from ..db import any_of, one_of, pipeline
 from ..models import (
     CatalogSettingsRow,
     Company,
@@ -52,8 +54,20 @@ def load_customers(session: Session, customer_ids: Collection[str]) -> Customers
     found = Customers()
     if not customer_ids:
         return found
+    query = _customers_query(session.get_bind().dialect.name)
+    rows_found = session.execute(query, {"ids": sorted(set(customer_ids))}).all()
+    for stripe_id, column, data, deleted, company_id, name in rows_found:
+        found.mirrors[stripe_id] = (column, data, deleted)
+        if company_id is not None:
+            found.linked[stripe_id] = company_id
+            found.names[company_id] = name
+    return found
+
+
+@cache
+def _customers_query(dialect: str) -> Any:
     company = rows.COMPANY
-    query = (
+    return (
         sa_select(
             CUSTOMERS.c.stripe_id,
             CUSTOMERS.c.company_id,
@@ -63,14 +77,8 @@ def load_customers(session: Session, customer_ids: Collection[str]) -> Customers
             company.c.name,
         )
         .outerjoin(company, company.c.id == CUSTOMERS.c.company_id)
-        .where(one_of(session, CUSTOMERS.c.stripe_id, set(customer_ids)))
+        .where(any_of(dialect, CUSTOMERS.c.stripe_id, "ids"))
     )
-    for stripe_id, column, data, deleted, company_id, name in session.execute(query).all():
-        found.mirrors[stripe_id] = (column, data, deleted)
-        if company_id is not None:
-            found.linked[stripe_id] = company_id
-            found.names[company_id] = name
-    return found
 
 
 def ensure_companies(

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from .. import bulk
-from ..db import one_of
+from ..db import any_of
 from ..models import utcnow
 from .mirror import MODELS, columns, past_due_since
 from .normalize import JSON
@@ -50,14 +50,10 @@ def load(session: Session, kind: str, ids: Collection[str], *, lock: bool = Fals
     """The stored states of these objects (absent ids: not mirrored yet)."""
     if not ids:
         return {}
-    table = table_of(kind)
-    wanted = [table.c[name] for name in ("stripe_id", "data", "deleted", "source_created", "source_id")]
-    extra = [name for name in ("past_due_since", "company_id", "status") if name in table.c]
-    query = select(*wanted, *(table.c[name] for name in extra)).where(one_of(session, table.c.stripe_id, ids))
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+    extra = _EXTRA[kind]
+    query = _load_query(session.get_bind().dialect.name, kind, lock)
     found: dict[str, State] = {}
-    for row in session.execute(query).all():
+    for row in session.execute(query, {"ids": sorted(ids)}).all():
         values = row._mapping
         found[values["stripe_id"]] = State(
             values["stripe_id"],
@@ -68,6 +64,22 @@ def load(session: Session, kind: str, ids: Collection[str], *, lock: bool = Fals
             **{name: values[name] for name in extra},
         )
     return found
+
+
+_EXTRA = {
+    kind: [name for name in ("past_due_since", "company_id", "status") if name in table_of(kind).c]
+    for kind in MODELS
+}
+
+
+@cache
+def _load_query(dialect: str, kind: str, lock: bool) -> Any:
+    table = table_of(kind)
+    wanted = [table.c[name] for name in ("stripe_id", "data", "deleted", "source_created", "source_id")]
+    query = select(*wanted, *(table.c[name] for name in _EXTRA[kind])).where(
+        any_of(dialect, table.c.stripe_id, "ids")
+    )
+    return query.with_for_update() if lock and dialect == "postgresql" else query
 
 
 def new_state(

@@ -14,14 +14,16 @@ row dropped from it would be read again on the next ``session.get``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import literal, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from ..db import one_of
-from ..models import Company, CreditGrant, ScheduledDowngrade, StripeCustomer, StripeSubscription
+from ..db import any_of, one_of
+from ..models import Company, CreditGrant, ScheduledDowngrade, StripeCustomer
 from . import rows
 from .mapping import MappingContext, sync_company
 from .normalize import SubscriptionView, subscription_view
@@ -39,14 +41,8 @@ def preload(
         return
     wanted = sorted(set(customer_ids))
     subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = {cid: [] for cid in wanted}
-    for customer_id, data, past_due_since in session.exec(
-        select(
-            StripeSubscription.customer_id, StripeSubscription.data, StripeSubscription.past_due_since
-        ).where(
-            one_of(session, col(StripeSubscription.customer_id), wanted),
-            col(StripeSubscription.deleted).is_(False),
-        )
-    ).all():
+    queries = _queries(session.get_bind().dialect.name)
+    for customer_id, data, past_due_since in session.execute(queries.subscriptions, {"ids": wanted}).all():
         if customer_id is not None:
             subscriptions[customer_id].append((subscription_view(data), past_due_since))
     ctx._subscriptions.update(subscriptions)
@@ -67,28 +63,47 @@ def preload(
         return
     ids = sorted(existing)
     plans: dict[str, list[Any]] = {cid: [] for cid in ids}
-    table = rows.COMPANY_PLAN
-    query = (
-        sa_select(table)
-        .where(one_of(session, table.c.company_id, ids))
-        .order_by(table.c.created_at, table.c.id)
-    )
-    for row in session.execute(query).all():  # plain rows: sync_company writes through ctx.pending
+    for row in session.execute(
+        queries.plans, {"ids": ids}
+    ).all():  # plain rows: sync_company writes through ctx.pending
         plans[row.company_id].append(row)
     ctx._company_plans.update(plans)
 
     ctx._known.update(ids)
     # Pending downgrades and plan credit grants: one query for both.
+    for what, company_id in session.execute(queries.downgrades_and_grants, {"ids": ids}).all():
+        (ctx._pending_downgrades if what == "downgrade" else ctx._plan_grants).add(company_id)
+
+
+@dataclass(frozen=True)
+class _Queries:
+    subscriptions: Any
+    plans: Any
+    downgrades_and_grants: Any
+
+
+@cache
+def _queries(dialect: str) -> _Queries:
+    """The preload statements, built once per dialect (the ids come at execution)."""
+    subs = rows.SUBSCRIPTIONS
+    plans = rows.COMPANY_PLAN
     downgrades = sa_select(literal("downgrade"), col(ScheduledDowngrade.company_id)).where(
-        one_of(session, col(ScheduledDowngrade.company_id), ids),
+        any_of(dialect, col(ScheduledDowngrade.company_id), "ids"),
         col(ScheduledDowngrade.status) == "pending",
     )
     grants = sa_select(literal("grant"), col(CreditGrant.company_id)).where(
-        one_of(session, col(CreditGrant.company_id), ids),
+        any_of(dialect, col(CreditGrant.company_id), "ids"),
         col(CreditGrant.reason).in_(("plan", "rollover")),
     )
-    for what, company_id in session.execute(union_all(downgrades, grants)).all():
-        (ctx._pending_downgrades if what == "downgrade" else ctx._plan_grants).add(company_id)
+    return _Queries(
+        subscriptions=sa_select(subs.c.customer_id, subs.c.data, subs.c.past_due_since).where(
+            any_of(dialect, subs.c.customer_id, "ids"), subs.c.deleted.is_(False)
+        ),
+        plans=sa_select(plans)
+        .where(any_of(dialect, plans.c.company_id, "ids"))
+        .order_by(plans.c.created_at, plans.c.id),
+        downgrades_and_grants=union_all(downgrades, grants),
+    )
 
 
 def sync_companies(

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from .. import bulk
 from ..db import one_of, pipeline
-from ..models import AuditLog, Company, CompanyKey, CompanyPlan, PlanChange
+from ..models import AuditLog, Company, CompanyKey, CompanyPlan, PlanChange, StripeSubscription
 from ..models.base import new_id
 from ..services.audit import Actor
 
@@ -29,6 +29,7 @@ COMPANY_KEY: Table = CompanyKey.__table__  # type: ignore[attr-defined]
 COMPANY_PLAN: Table = CompanyPlan.__table__  # type: ignore[attr-defined]
 PLAN_CHANGE: Table = PlanChange.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: Table = AuditLog.__table__  # type: ignore[attr-defined]
+SUBSCRIPTIONS: Table = StripeSubscription.__table__  # type: ignore[attr-defined]
 INSERT_ORDER = (COMPANY, COMPANY_KEY, COMPANY_PLAN, PLAN_CHANGE, AUDIT_LOG)
 
 

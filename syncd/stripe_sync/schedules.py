@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from ..db import one_of
 from ..models import ScheduledDowngrade, StripeSubscriptionSchedule
 from ..services.changes import record_event
 from ..services.company_plans import _monthly_amount, company_plan_rows, published_version
@@ -145,7 +146,7 @@ def schedules_of(session: Session, customer_ids: list[str]) -> list[StripeSubscr
     return list(
         session.exec(
             select(StripeSubscriptionSchedule).where(
-                col(StripeSubscriptionSchedule.customer_id).in_(sorted(set(customer_ids)))
+                one_of(session, col(StripeSubscriptionSchedule.customer_id), set(customer_ids))
             )
         ).all()
     )
