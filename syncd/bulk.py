@@ -49,16 +49,31 @@ def supported(session: Session) -> bool:
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Row]) -> None:
     """``INSERT`` the rows (all with the same keys) in one statement."""
-    if rows:
-        names = tuple(rows[0])
-        session.execute(_insert(table, names), params(table, names, rows))
+    if not rows:
+        return
+    names = tuple(rows[0])
+    document = params(table, names, rows)
+    if document is None:
+        session.execute(insert(table).inline(), list(rows))
+    else:
+        session.execute(_insert(table, names), document)
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[Row]) -> None:
     """``UPDATE`` each row's other columns where ``key`` matches, in one statement."""
-    if rows:
-        names = tuple(rows[0])
-        session.execute(_update(table, key, names), params(table, names, rows))
+    if not rows:
+        return
+    names = tuple(rows[0])
+    document = params(table, names, rows)
+    if document is not None:
+        session.execute(_update(table, key, names), document)
+        return
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"b_{key}"))
+        .values({name: bindparam(f"b_{name}") for name in names if name != key})
+    )
+    session.execute(statement, [{f"b_{name}": row[name] for name in names} for row in rows])
 
 
 def upsert(table: Table, names: Sequence[str]) -> PgInsert:
@@ -100,9 +115,12 @@ def _update(table: Table, key: str, names: tuple[str, ...]) -> Update:
     )
 
 
-def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str]:
-    """The rows as the one JSON parameter of :func:`unnested`."""
-    return {"rows": json.dumps([{name: row[name] for name in names} for row in rows], default=_encode)}
+def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str] | None:
+    """The rows as the one JSON parameter of :func:`unnested`; None when they cannot travel
+    that way: ``json_to_recordset`` refuses a ``\\u0000`` anywhere in the document (a
+    ``json`` column stores it fine), so such rows go the ``executemany`` way instead."""
+    document = json.dumps([{name: row[name] for name in names} for row in rows], default=_encode)
+    return None if "\\u0000" in document else {"rows": document}
 
 
 def _encode(value: Any) -> str:

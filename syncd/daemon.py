@@ -241,6 +241,8 @@ class Daemon:
 
     def request_stop(self) -> None:
         log.info("daemon_stopping")
+        if self.applier is not None:  # the child may get the same signal: no restart now
+            self.applier.stopping()
         for server in self._servers:
             server.should_exit = True
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
@@ -88,10 +88,17 @@ def pipeline(session: Session) -> Iterator[None]:
     if session.get_bind().dialect.name != "postgresql":
         yield
         return
+    import psycopg
+
     session.flush()
     raw: Any = session.connection().connection.driver_connection
-    with raw.pipeline():
-        yield
+    try:
+        with raw.pipeline():
+            yield
+    except psycopg.Error as exc:
+        # An error the pipeline's final sync surfaced comes raw from the driver; callers
+        # tell retryable ones (deadlock, serialization) from others by SQLAlchemy's classes.
+        raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
 
 
 _TEXT_ARRAY = ARRAY(String)

@@ -221,10 +221,11 @@ def apply_stripe_inbox() -> int:
     from .stripe_sync.runtime import apply_lock, apply_options, client_for, ensure_listening
 
     daemon = current_daemon()
-    if daemon.applier is not None:  # the child applies (a pass a second at least): wake it now
+    if daemon.applier is not None and daemon.applier.alive:  # the child applies: wake it now
         with daemon.engine.begin() as conn:
             conn.execute(NOTIFY)
         return 0
+    # No child running (restarting after a crash): apply here meanwhile, as a thread would.
     ensure_listening(daemon)  # several workers: the others wake this one's applier
     lock = apply_lock(daemon)
     if not lock.acquire(blocking=False):

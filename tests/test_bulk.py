@@ -103,3 +103,36 @@ def test_naive_datetimes_are_refused(postgres_url: str) -> None:
         with pytest.raises(ValueError, match="naive datetime"):
             bulk.insert_rows(session, _table(CompanyPlan), [row])
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_rows_json_to_recordset_cannot_carry_are_still_written(postgres_url: str) -> None:
+    """A NUL character in a JSON value (valid JSON, stored fine by a ``json`` column) makes
+    ``json_to_recordset`` fail: such rows take the one-row-per-execution way."""
+    from syncd.stripe_sync import mirror_bulk
+
+    engine = make_engine(postgres_url)
+    migrate.upgrade(engine)
+    odd = {"id": "cus_nul", "object": "customer", "metadata": {"note": "a\x00b"}}
+    with Session(engine) as session:
+        bulk.insert_rows(
+            session,
+            _table(AuditLog),
+            [
+                {
+                    "actor_type": "stripe",
+                    "action": "nul",
+                    "entity_type": "company",
+                    "after": odd,
+                    "created_at": T,
+                }
+            ],
+        )
+        state = mirror_bulk.new_state("customer", odd, created=1, source_id="evt_nul", previous=None)
+        assert mirror_bulk.upsert(session, "customer", [state]) == 1
+        session.commit()
+        after = session.execute(select(_table(AuditLog).c.after).where(_table(AuditLog).c.action == "nul"))
+        assert after.scalar_one() == odd
+        stored = mirror_bulk.load(session, "customer", ["cus_nul"])["cus_nul"]
+        assert stored.data["metadata"]["note"] == "a\x00b"
+    engine.dispose()

@@ -13,8 +13,9 @@ and it expires ended access at most once a second, as the in-process applier doe
 
 Lifecycle: started by the serving daemon that runs the scheduler (worker 0 of several), stopped
 with it (SIGTERM, then SIGKILL after a grace period). A child that dies is restarted with a
-growing delay; one whose parent died exits on its own. Events are claimed inside the applying
-transaction, so a child killed mid-batch leaves that batch pending for the next pass.
+growing delay; one whose parent died exits on its own; while none is running, the daemon's
+scheduled inbox job applies in-process, as with a thread. Events are claimed inside the
+applying transaction, so a child killed mid-batch leaves that batch pending for the next pass.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ log = structlog.get_logger(__name__)
 INBOX_CHANNEL = "syncd_inbox"
 PASS_INTERVAL_S = 1.0  # a pass without a notification, and access expiry, at most this often
 STOP_GRACE_S = 10.0
+RESTART_DELAY_MIN_S = 0.5
 RESTART_DELAY_MAX_S = 30.0
+HEALTHY_AFTER_S = 30.0  # a child that lived this long resets the restart delay
 
 
 def uses_process(settings: Settings) -> bool:
@@ -59,6 +62,7 @@ class ApplierProcess:
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._ready = self._ctx.Event()  # set by the child once it listens
+        self._started_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -68,6 +72,16 @@ class ApplierProcess:
         self._spawn()
         self._watchdog = threading.Thread(target=self._watch, name="stripe-applier-watch", daemon=True)
         self._watchdog.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether a child is running and listening (False while it is being restarted)."""
+        process = self._process
+        return process is not None and process.is_alive() and self._ready.is_set()
+
+    def stopping(self) -> None:
+        """The daemon is shutting down: a child that exits now is not restarted."""
+        self._stopping.set()
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the child listens (it then applies whatever is pending)."""
@@ -83,21 +97,23 @@ class ApplierProcess:
         )
         process.start()
         self._process = process
+        self._started_at = time.monotonic()
         log.info("stripe_applier_started", pid=process.pid)
 
     def _watch(self) -> None:
-        delay = 0.5
+        delay = RESTART_DELAY_MIN_S
         while not self._stopping.wait(0.5):
             process = self._process
             if process is None or process.is_alive():
                 continue
-            log.warning("stripe_applier_died", exitcode=process.exitcode, restart_in_s=delay)
+            lived = time.monotonic() - self._started_at
+            delay = restart_delay(delay, lived)
+            log.warning(
+                "stripe_applier_died", exitcode=process.exitcode, lived_s=round(lived, 1), restart_in_s=delay
+            )
             if self._stopping.wait(delay):
                 return
-            started = time.monotonic()
             self._spawn()
-            # A child that lived a while resets the delay; one that keeps dying backs off.
-            delay = 0.5 if time.monotonic() - started > 30 else min(RESTART_DELAY_MAX_S, delay * 2)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -112,6 +128,15 @@ class ApplierProcess:
             process.kill()
             process.join(5)
         log.info("stripe_applier_stopped", exitcode=process.exitcode)
+
+
+def restart_delay(previous: float, lived: float) -> float:
+    """How long to wait before restarting a child that died after ``lived`` seconds: a child
+    that lived a while starts the back-off over; one that keeps dying (e.g. the database is
+    down at its start) waits twice as long each time, up to a limit."""
+    if lived > HEALTHY_AFTER_S:
+        return RESTART_DELAY_MIN_S
+    return min(RESTART_DELAY_MAX_S, previous * 2)
 
 
 def applier_main(settings: Settings, parent_pid: int, ready: Any = None) -> None:

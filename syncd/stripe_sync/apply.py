@@ -138,7 +138,7 @@ def _apply_pending_pg(
         claimed: list[str] = []
         count = min(batch, limit - len(ids))
         batched = apply_set_batch(
-            engine, client, (), options=options, now=now, result=result, claim=count, claimed=claimed
+            engine, client, ids, options=options, now=now, result=result, claim=count, claimed=claimed
         )
         if not batched:  # rolled back, claim included: isolate the failure one event at a time
             apply_batch(engine, client, claimed, options=options, now=now, result=result)
@@ -160,14 +160,15 @@ def apply_set_batch(
     claimed: list[str] | None = None,
 ) -> bool:
     """Apply a batch set-based (:mod:`.batch`): ``event_ids``, or with ``claim`` (Postgres)
-    the next ``claim`` pending events, whose ids are added to ``claimed``. False when it
-    rolled back and must be re-run event by event."""
+    the next ``claim`` pending events other than ``event_ids``, whose ids are added to
+    ``claimed`` (in Stripe time order). False when it rolled back and must be re-run event by
+    event."""
     result = result if result is not None else ApplyResult()
     ctx = MappingContext(now=now or utcnow(), past_due_grace_days=options.past_due_grace_days)
     turn = _SQLITE_TURN if engine.dialect.name == "sqlite" else nullcontext()
     try:
         with turn, Session(engine, expire_on_commit=False) as session:
-            events = claim_next(session, claim) if claim else None
+            events = claim_next(session, claim, skip=event_ids) if claim else None
             if events is not None:
                 event_ids = [event_id for event_id, _ in events]
                 if claimed is not None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import ARRAY, String, all_, bindparam, select, text, update
 from sqlmodel import Session
 
 from ..db import any_of, one_of, pipeline
@@ -85,22 +85,26 @@ def parse(event: JSON) -> tuple[str, JSON] | None:
     return (kind, obj) if kind in mirror.MODELS else None
 
 
-def claim_next(session: Session, count: int) -> list[tuple[str, str]]:
-    """Claim the oldest ``count`` pending events (Postgres): (event id, payload) each.
+def claim_next(session: Session, count: int, skip: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Claim the oldest ``count`` pending events but ``skip`` (Postgres): (event id, payload)
+    each, in Stripe time order.
 
     One statement picks and claims them; ``SKIP LOCKED`` gives concurrent appliers (daemon
-    replicas) disjoint batches instead of a wait on each other's claims."""
-    claimed = session.execute(_CLAIM, {"count": count}).all()
-    return [(event_id, payload) for event_id, payload in claimed]
+    replicas) disjoint batches instead of a wait on each other's claims. ``skip``: the events
+    a pass has had already (one that failed is still pending, and must not be retried, and
+    charged an attempt, by every later batch of the same pass)."""
+    claimed = session.execute(_CLAIM, {"count": count, "skip": sorted(skip)}).all()
+    return [(event_id, payload) for event_id, payload, _ in sorted(claimed, key=lambda r: (r[2], r[0]))]
 
 
 _INBOX: Any = InboxEvent.__table__  # type: ignore[attr-defined]
+_IDS = ARRAY(String)
 _CLAIM = (
     update(_INBOX)
     .where(
         _INBOX.c.event_id.in_(
             select(_INBOX.c.event_id)
-            .where(_INBOX.c.status == "pending")
+            .where(_INBOX.c.status == "pending", _INBOX.c.event_id != all_(bindparam("skip", type_=_IDS)))
             .order_by(_INBOX.c.stripe_created, _INBOX.c.event_id)
             .limit(bindparam("count"))
             .with_for_update(skip_locked=True)
@@ -108,7 +112,7 @@ _CLAIM = (
         )
     )
     .values(attempts=_INBOX.c.attempts + 1)
-    .returning(_INBOX.c.event_id, _INBOX.c.payload)
+    .returning(_INBOX.c.event_id, _INBOX.c.payload, _INBOX.c.stripe_created)
 )
 
 

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
@@ -131,11 +132,14 @@ def upsert(session: Session, kind: str, states: Iterable[State]) -> int:
         rows.append(row)
     table = table_of(kind)
     names = tuple(rows[0])
-    if bulk.supported(session):  # one statement, the rows as column arrays
-        session.execute(_pg_upsert(table, names), bulk.params(table, names, rows))
+    if not bulk.supported(session):
+        session.execute(_on_conflict(sqlite_insert(table), table, names), rows)
         return len(rows)
-    insert = sqlite_insert(table)
-    session.execute(_on_conflict(insert, table, names), rows)
+    document = bulk.params(table, names, rows)
+    if document is None:  # a value bulk writes cannot carry: one row per execution
+        session.execute(_on_conflict(pg_insert(table), table, names), rows)
+    else:  # one statement, the rows as one JSON document
+        session.execute(_pg_upsert(table, names), document)
     return len(rows)
 
 

@@ -15,7 +15,14 @@ from sqlalchemy import text
 from syncd.config import Settings, load_settings
 from syncd.daemon import Daemon
 from syncd.exceptions import ConfigError
-from syncd.stripe_sync.applier_process import ApplierProcess, uses_process
+from syncd.stripe_sync.applier_process import (
+    HEALTHY_AFTER_S,
+    RESTART_DELAY_MAX_S,
+    RESTART_DELAY_MIN_S,
+    ApplierProcess,
+    restart_delay,
+    uses_process,
+)
 from syncd.stripe_sync.inbox import parse_event, store_event
 from syncd.stripe_sync.intake import NOTIFY
 from syncd.stripe_sync.runtime import applies_elsewhere
@@ -116,3 +123,36 @@ def test_the_applier_mode_is_chosen_by_database_and_validated(tmp_path: Path) ->
         settings_for(sqlite, tmp_path, SYNCD_STRIPE_APPLIER="process")
     with pytest.raises(ConfigError, match=r"stripe\.applier"):
         settings_for(postgres, tmp_path, SYNCD_STRIPE_APPLIER="fork")
+
+
+def test_restart_delay_backs_off_and_starts_over_after_a_healthy_run() -> None:
+    delays = [RESTART_DELAY_MIN_S]
+    for _ in range(8):  # a child dying at once, again and again
+        delays.append(restart_delay(delays[-1], lived=0.2))
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0] and delays[-1] == RESTART_DELAY_MAX_S
+    assert restart_delay(RESTART_DELAY_MAX_S, lived=HEALTHY_AFTER_S + 1) == RESTART_DELAY_MIN_S
+
+
+@pytest.mark.postgres
+def test_while_no_child_runs_the_scheduled_job_applies_in_process(pg_daemon: Daemon) -> None:
+    from syncd import jobs
+
+    pg_daemon.start_applier()
+    applier = pg_daemon.applier
+    assert applier is not None and applier.wait_ready(60) and applier.alive
+    applier.stopping()  # no restart: the gap a crash opens, held open
+    assert applier.pid is not None
+    os.kill(applier.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while applier.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not applier.alive
+    raw = event_body("evt_in_gap", "customer.created")
+    with pg_daemon.engine.begin() as conn:
+        store_event(conn, raw, parse_event(raw))
+    jobs.set_current_daemon(pg_daemon)
+    try:
+        assert jobs.apply_stripe_inbox() == 1  # applied here, not left to a child that is gone
+    finally:
+        jobs.set_current_daemon(None)
+    assert wait_applied(pg_daemon, "evt_in_gap", timeout=0.1) == "applied"

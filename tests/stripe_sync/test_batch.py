@@ -162,6 +162,27 @@ def test_poison_event_in_a_batch_does_not_block_the_others(
         world.close()
 
 
+def test_a_failing_event_is_tried_once_per_pass_however_many_batches_follow(
+    emulator: BackgroundServer, database_url: str, tmp_path: Path
+) -> None:
+    """The oldest pending event fails: later batches of the same pass must not claim it
+    again (each retry would spend an attempt; a transient fault would dead-letter it)."""
+    world = World(emulator, database_url, tmp_path, SYNCD_STRIPE_MAX_NETWORK_RETRIES="0")
+    try:
+        ids = world.catalog()
+        world.faults(server_error_count=100, paths=["/v1/subscriptions/sub_bad"])
+        put(world, sub_event("evt_bad", T0, legacy_sub("sub_bad", "cus_b", ids["pro"])))
+        for n in range(6):
+            put(world, customer_event(f"evt_ok{n}", T0 + 1 + n, f"cus_ok{n}", f"Fine {n}"))
+        options = ApplyOptions(max_attempts=5, refetch=frozenset({"subscription"}))
+        result = apply_pending(world.engine, world.client, options=options, now=ts(T0), batch=2)
+        assert (result.applied, result.failed) == (6, 1)
+        by_id = {e.event_id: e for e in world.inbox()}
+        assert (by_id["evt_bad"].status, by_id["evt_bad"].attempts) == ("pending", 1)
+    finally:
+        world.close()
+
+
 def test_companies_created_for_a_batch_match_the_service_path(world: World) -> None:
     """Bulk-created companies carry what ``upsert_company`` writes: key, initial plan, history."""
     world.catalog()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -174,3 +175,44 @@ def test_a_transient_error_is_retried_cleanly_on_sqlite(
     failing_writes(monkeypatch, {1, 2}, locked)  # the batch, then apply_one's first attempt
     assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
     assert world.company("cus_r").base == "pro"
+
+
+_BOOM = """
+CREATE TABLE boom_target (company_id varchar PRIMARY KEY);
+CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM boom_target WHERE company_id = NEW.company_id) THEN
+        RAISE EXCEPTION 'simulated deadlock' USING ERRCODE = '40P01';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER boom BEFORE INSERT ON plan_change FOR EACH ROW EXECUTE FUNCTION boom();
+"""
+
+
+def test_a_deadlock_in_pipelined_writes_spends_no_attempt(
+    emulator: BackgroundServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """A deadlock victim is retried later without spending an attempt, also when the error
+    surfaces at the end of a pipeline (raw from the driver, not from a statement)."""
+    world = World(emulator, postgres_url, tmp_path)
+    try:
+        ids = world.catalog()
+        put(world, customer_event("evt_cx", T0, "cus_x", "X"))
+        put(world, customer_event("evt_cy", T0, "cus_y", "Y"))
+        assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
+        with world.engine.begin() as conn:
+            conn.exec_driver_sql(_BOOM)
+            conn.execute(text("INSERT INTO boom_target VALUES (:c)"), {"c": world.company("cus_x").id})
+        put(world, subscribed("evt_sx", T0 + 2, "sub_x", "cus_x", ids["pro"]))
+        put(world, subscribed("evt_sy", T0 + 3, "sub_y", "cus_y", ids["enterprise"]))
+        result = apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0))
+        assert result.failed == 0 and world.company("cus_y").base == "enterprise"
+        by_id = {e.event_id: e for e in world.inbox()}
+        assert (by_id["evt_sx"].status, by_id["evt_sx"].attempts, by_id["evt_sx"].last_error) == (
+            "pending",
+            0,
+            None,
+        )
+    finally:
+        world.close()
