@@ -55,8 +55,14 @@ def parse_event(raw: bytes) -> dict[str, Any]:
         raise MalformedEvent(f"body is not JSON: {exc}") from exc
     if not isinstance(event, dict) or event.get("object") != "event":
         raise MalformedEvent("body is not a Stripe event object")
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+    event_id, event_type, version = event.get("id"), event.get("type"), event.get("api_version")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
         raise MalformedEvent("event has no id or type")
+    # The inbox's columns: anything longer would fail at the insert, as a server error.
+    if len(event_id) > 255 or len(event_type) > 128:
+        raise MalformedEvent("event id or type too long")
+    if version is not None and (not isinstance(version, str) or len(version) > 64):
+        raise MalformedEvent("event.api_version is not a Stripe API version")
     created = event.get("created")
     # Stored as an integer column: anything else would fail later, as a server error.
     if created is not None and (type(created) is not int or not 0 <= created < 2**63):
@@ -79,7 +85,7 @@ def inbox_row(
         "event_type": event["type"],
         "api_version": event.get("api_version"),
         "livemode": bool(event.get("livemode")),
-        "object_id": obj.get("id") if isinstance(obj, dict) else None,
+        "object_id": _object_id(obj),
         "stripe_created": int(event.get("created") or 0),
         "payload": raw.decode("utf-8"),
         "source": source,
@@ -87,6 +93,11 @@ def inbox_row(
         "attempts": 0,
         "received_at": received_at or utcnow(),
     }
+
+
+def _object_id(obj: Any) -> str | None:
+    ident = obj.get("id") if isinstance(obj, dict) else None
+    return ident if isinstance(ident, str) and len(ident) <= 255 else None
 
 
 def store_event(

@@ -183,6 +183,42 @@ def test_signed_event_with_a_bad_created_is_a_400(client: TestClient, daemon: Da
     assert fingerprint(daemon) == before
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"api_version": []},
+        {"api_version": 2017},
+        {"api_version": "v" * 65},
+        {"id": ""},
+        {"id": "evt_" + "x" * 260},
+        {"type": "t" * 129},
+    ],
+)
+def test_signed_event_with_a_bad_id_type_or_version_is_a_400(
+    client: TestClient, daemon: Daemon, fields: dict[str, Any]
+) -> None:
+    """Found by the fuzzer (api_version = []): a value the inbox's columns cannot hold was a
+    500 on the insert; it is the sender's error."""
+    event = {"object": "event", "id": "evt_bad_fields", "type": "customer.updated", **fields}
+    body = json.dumps(event).encode()
+    before = fingerprint(daemon)
+    response = client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body)})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_event"
+    assert fingerprint(daemon) == before
+
+
+def test_an_odd_object_id_is_stored_without_one(client: TestClient, daemon: Daemon) -> None:
+    event = {
+        "object": "event",
+        "id": "evt_odd_object",
+        "type": "payout.paid",
+        "data": {"object": {"id": [1]}},
+    }
+    body = json.dumps(event).encode()
+    response = client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body)})
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+
+
 # --- SDK events: /batch, /events, /event-batch -------------------------------------------------
 keys_map = st.dictionaries(
     st.sampled_from(["id", "domain", "stripe_customer_id", "x"]), json_value, max_size=2
