@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +37,7 @@ Keys = Mapping[str, str]
 LoadResult = tuple[Iterable[Flag], Iterable[Company], Iterable[User]]
 
 REASON_KEY_CONFLICT = "Key conflict"
+_MAX_DECIDED = 10_000  # (company key, flag) decisions remembered per replica
 
 # The current pid, kept up to date by an at-fork hook so the hot path need not ask the OS.
 _pid = [os.getpid()]
@@ -206,6 +208,9 @@ class Replica:
         self._ready = threading.Event()
         #: True while the feed is cut off: decisions come from the last-known state.
         self.stale = False
+        # Warm decisions by ((company key, value), flag): (writes seen, valid until, result).
+        self._writes = 0
+        self._decided: dict[tuple[tuple[str, str], str], tuple[int, float, CheckFlagResult]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -265,7 +270,13 @@ class Replica:
         state = State.build(flags, companies, users)
         with self._lock:
             self._state = state
+            self._changed()
         self._ready.set()
+
+    def _changed(self) -> None:
+        # After every write (under the lock): decisions remembered before it are not used again.
+        self._writes += 1
+        self._decided = {}
 
     def _edit(self) -> State:
         if self._state is None:
@@ -275,22 +286,27 @@ class Replica:
     def set_flags(self, flags: Iterable[Flag]) -> None:
         with self._lock:
             self._edit().set_flags(list(flags))
+            self._changed()
 
     def put_company(self, company: Company) -> None:
         with self._lock:
             self._edit().put_company(company)
+            self._changed()
 
     def remove_company(self, company_id: str) -> None:
         with self._lock:
             self._edit().remove_company(company_id)
+            self._changed()
 
     def put_user(self, user: User) -> None:
         with self._lock:
             self._edit().put_user(user)
+            self._changed()
 
     def remove_user(self, user_id: str) -> None:
         with self._lock:
             self._edit().remove_user(user_id)
+            self._changed()
 
     def bump_usage(self, company_id: str, event: str, quantity: int) -> None:
         """Count usage locally before syncd confirms it, so limits bite before the next refresh."""
@@ -302,12 +318,13 @@ class Replica:
             bumped = _bumped(company, event, quantity)
             if bumped is not None:
                 state.evaluator.update_company(bumped)
+                self._changed()
 
     def refresh_expired(self) -> None:
         """Recompute snapshots past their validity (period resets); keeps checks on the fast path."""
         with self._lock:
-            if self._state is not None:
-                self._state.evaluator.refresh_expired()
+            if self._state is not None and self._state.evaluator.refresh_expired():
+                self._changed()
 
     # --- readers ---------------------------------------------------------------------------
     def check(self, company: Keys | None, user: Keys | None, flag_key: str) -> CheckFlagResult | None:
@@ -319,9 +336,19 @@ class Replica:
         """
         if not self._started or self._pid != _pid[0]:
             self.start()
+        # The version before the state: a write that lands while this check reads makes what
+        # it remembers below unusable (writers bump the version after changing the data).
+        version = self._writes
         state = self._state
         if state is None:
             return None
+        if not user and company is not None and len(company) == 1:
+            # The usual gated request (one company key, no user): a repeat is one lookup here.
+            (pair,) = company.items()
+            hit = self._decided.get((pair, flag_key))
+            if hit is not None and hit[0] == version and time.time() < hit[1]:
+                return hit[2]
+            return self._check_one_key(state, version, pair, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None
@@ -333,6 +360,26 @@ class Replica:
                 flag_key=flag_key, value=False, reason=REASON_KEY_CONFLICT, err="key conflict"
             )
         return state.evaluator.check(company_id, flag_key, user_obj)
+
+    def _check_one_key(
+        self, state: State, version: int, pair: tuple[str, str], company: Keys, flag_key: str
+    ) -> CheckFlagResult:
+        """One company key, no user: the company's compiled snapshot result, remembered by key
+        and flag until the next write or the end of the snapshot's validity, so that a repeat
+        costs one dict lookup instead of the key index, the snapshot table and the snapshot's
+        results (the same result object either way)."""
+        company_id = _lookup(state.company_ids, company)  # one key: no conflict possible
+        if company_id is not None:
+            snap = state.evaluator.snapshot(company_id)
+            if snap is not None and time.time() < snap.valid_until:
+                result = snap.results.get(flag_key)
+                if result is not None:
+                    decided = self._decided
+                    if len(decided) >= _MAX_DECIDED:
+                        decided.clear()
+                    decided[pair, flag_key] = (version, snap.valid_until, result)
+                    return result
+        return state.evaluator.check(company_id, flag_key, None)
 
     def company_id(self, keys: Keys) -> str | None:
         state = self._state

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.middleware import Middleware
@@ -16,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
 from examples.host_app.app import UPGRADE_URL, create_app
+from syncd.engine.wire import Subscription
 from syncd_asgi import (
     EntitlementMiddleware,
     GateRule,
@@ -27,7 +33,7 @@ from syncd_asgi import (
     jwt_claim_identity,
     requires_feature,
 )
-from tests.adapters.asgi_support import CALL_LIMIT, Receiver, acme, flags, freebie, wait_for
+from tests.adapters.asgi_support import CALL_LIMIT, Receiver, acme, company, flags, freebie, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -306,3 +312,54 @@ def test_updates_never_show_a_moment_without_the_company() -> None:
         stop.set()
         writer.join()
     assert answers == {True}
+
+
+def test_repeated_checks_follow_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A repeated one-key check is answered from what the replica remembered; every kind of
+    # write, and the end of the snapshot's validity, must show through at once.
+    replica = loaded_replica()
+
+    def check(keys: dict[str, str], flag: str) -> Any:
+        result = replica.check(keys, None, flag)
+        assert result is not None
+        return result
+
+    first = check({"id": "acme"}, "sso")
+    assert first.value is True and check({"id": "acme"}, "sso") is first
+    assert check({"ID": "ACME"}, "sso").value is True  # keys match case-insensitively
+    replica.put_company(company("co_acme", "acme", None))  # downgrade
+    assert check({"id": "acme"}, "sso").value is False
+    replica.put_company(acme(calls_used=CALL_LIMIT - 1))
+    assert check({"id": "acme"}, "api-calls").value is True
+    replica.bump_usage("co_acme", "api-call", 1)  # the limit is reached
+    assert check({"id": "acme"}, "api-calls").value is False
+    replica.remove_company("co_acme")
+    assert check({"id": "acme"}, "sso").company_id is None
+    replica.put_company(acme())
+    assert check({"id": "acme"}, "sso").value is True
+    replica.set_flags([f for f in flags() if f.key != "sso"])
+    assert check({"id": "acme"}, "sso").err == "flag not found"
+    replica.load(flags(), [freebie()])
+    assert check({"id": "acme"}, "sso").company_id is None
+    assert check({"id": "freebie"}, "sso").value is False
+    # A subscription period ending in an hour bounds the snapshot's validity.
+    now = dt.datetime.now(dt.UTC)
+    period = Subscription("sub_1", now - dt.timedelta(days=1), now + dt.timedelta(hours=1))
+    replica.load(flags(), [dataclasses.replace(acme(), subscription=period)])
+    remembered = check({"id": "acme"}, "sso")
+    assert check({"id": "acme"}, "sso") is remembered
+    # Past the snapshot's validity the result is evaluated again (same verdict, new object).
+    later_time = (now + dt.timedelta(hours=2)).timestamp()
+    monkeypatch.setattr(time, "time", lambda: later_time)
+    later = check({"id": "acme"}, "sso")
+    assert later is not remembered and later.value is True
+
+
+def test_servers_see_an_asgi3_app() -> None:
+    # __call__ returns the app's awaitable rather than being a coroutine function; servers
+    # that sniff the interface (uvicorn) must still take the middleware for ASGI 3.
+    middleware = EntitlementMiddleware(create_app(loaded_replica()), loaded_replica())
+    assert asyncio.iscoroutinefunction(middleware.__call__)
+    config = uvicorn.Config(middleware)
+    config.load()
+    assert config.interface == "asgi3"
