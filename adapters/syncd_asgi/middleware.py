@@ -39,7 +39,6 @@ STATE_HEADER = b"syncd-entitlements"
 _STALE = (STATE_HEADER, b"stale")
 _UNAVAILABLE = (STATE_HEADER, b"unavailable")
 _JSON = (b"content-type", b"application/json")
-_MISS = object()
 
 
 def _no_identity(scope: Scope) -> Identity | None:
@@ -99,8 +98,10 @@ class EntitlementMiddleware:
                 return self._lifespan(scope, receive, send)
             return self.app(scope, receive, send)
         table = self._table or self._gates()
-        gate: Any = table.cache.get((scope["method"], scope["path"]), _MISS)
-        if gate is _MISS:
+        seen = table.by_path.get(scope["path"])
+        if seen is not None and seen[0] == scope["method"]:
+            gate = seen[1]
+        else:
             gate = table.resolve(scope)
             self._check_metered(gate)
         if gate is None:
@@ -110,8 +111,9 @@ class EntitlementMiddleware:
         except IdentityError as exc:
             body = {"error": str(exc), "code": "unauthenticated", "feature": gate.feature}
             return _send_json(send, 401, body)
-        company = user = None
-        if ident is not None:
+        if ident is None:
+            company = user = None
+        else:
             company, user = ident.company, ident.user
         replica = self.replica
         try:

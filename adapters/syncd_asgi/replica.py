@@ -204,13 +204,14 @@ class Replica:
         self._lock = threading.Lock()
         self._pid = _pid[0]
         self._started = False
+        self._started_in: int | None = None  # the pid ``_started`` holds for (one test per check)
         self._closed = False
         self._ready = threading.Event()
         #: True while the feed is cut off: decisions come from the last-known state.
         self.stale = False
-        # Warm decisions by ((company key, value), flag): (writes seen, valid until, result).
-        self._writes = 0
-        self._decided: dict[tuple[tuple[str, str], str], tuple[int, float, CheckFlagResult]] = {}
+        # Warm decisions by ((company key, value), flag): (valid until, result). Replaced by
+        # a new table after every write.
+        self._decided: dict[tuple[tuple[str, str], str], tuple[float, CheckFlagResult]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -225,6 +226,7 @@ class Replica:
         if self._started or self._closed:
             return
         self._started = True
+        self._started_in = self._pid
         self._start_feed()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -257,6 +259,7 @@ class Replica:
         self._ready = threading.Event()
         self._pid = _pid[0]
         self._started = False
+        self._started_in = None
         if self._state is not None:
             self.stale = True
         self._forget_feed()
@@ -274,8 +277,8 @@ class Replica:
         self._ready.set()
 
     def _changed(self) -> None:
-        # After every write (under the lock): decisions remembered before it are not used again.
-        self._writes += 1
+        # After every write (under the lock), once the data has changed: decisions remembered
+        # before it are not used again.
         self._decided = {}
 
     def _edit(self) -> State:
@@ -334,21 +337,22 @@ class Replica:
         mode does). Keys matching two different entities give a default-False result with
         ``err`` "key conflict".
         """
-        if not self._started or self._pid != _pid[0]:
+        if self._started_in != _pid[0]:
             self.start()
-        # The version before the state: a write that lands while this check reads makes what
-        # it remembers below unusable (writers bump the version after changing the data).
-        version = self._writes
+        # The table of remembered decisions before the state: writers change the data first
+        # and then replace the table, so whatever this check computes from older data can
+        # only go to a table that is already (or about to be) replaced.
+        decided = self._decided
         state = self._state
         if state is None:
             return None
         if not user and company is not None and len(company) == 1:
             # The usual gated request (one company key, no user): a repeat is one lookup here.
             (pair,) = company.items()
-            hit = self._decided.get((pair, flag_key))
-            if hit is not None and hit[0] == version and time.time() < hit[1]:
-                return hit[2]
-            return self._check_one_key(state, version, pair, company, flag_key)
+            hit = decided.get((pair, flag_key))
+            if hit is not None and time.time() < hit[0]:
+                return hit[1]
+            return self._check_one_key(state, decided, pair, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None
@@ -362,7 +366,12 @@ class Replica:
         return state.evaluator.check(company_id, flag_key, user_obj)
 
     def _check_one_key(
-        self, state: State, version: int, pair: tuple[str, str], company: Keys, flag_key: str
+        self,
+        state: State,
+        decided: dict[tuple[tuple[str, str], str], tuple[float, CheckFlagResult]],
+        pair: tuple[str, str],
+        company: Keys,
+        flag_key: str,
     ) -> CheckFlagResult:
         """One company key, no user: the company's compiled snapshot result, remembered by key
         and flag until the next write or the end of the snapshot's validity, so that a repeat
@@ -374,10 +383,9 @@ class Replica:
             if snap is not None and time.time() < snap.valid_until:
                 result = snap.results.get(flag_key)
                 if result is not None:
-                    decided = self._decided
                     if len(decided) >= _MAX_DECIDED:
                         decided.clear()
-                    decided[pair, flag_key] = (version, snap.valid_until, result)
+                    decided[pair, flag_key] = (snap.valid_until, result)
                     return result
         return state.evaluator.check(company_id, flag_key, None)
 

@@ -285,6 +285,10 @@ async def test_config_rules_on_a_plain_asgi_app() -> None:
         assert (await c.get("/open")).text == "ok"
         assert (await c.get("/pro/a/b")).status_code == 402
         assert (await c.put("/pro/a/b")).text == "ok"
+        # Methods alternating on one path: each keeps its own gate.
+        for _ in range(2):
+            assert (await c.get("/pro/a/b")).status_code == 402
+            assert (await c.put("/pro/a/b")).text == "ok"
 
 
 def test_metered_gate_without_tracker_is_a_configuration_error() -> None:
