@@ -386,6 +386,7 @@ class Served:
     rates: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
     requests: int = 0
+    gc_requests: int = 0  # requests served while the collections below were counted
     gc_count: list[float] = field(default_factory=lambda: [0, 0, 0])
     gc_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
 
@@ -408,9 +409,12 @@ def round_order(names: list[str], r: int) -> list[str]:
 
 async def measure_uvicorn(
     rounds: int, seconds: float, client: str, factories: dict[str, str], pin: bool = True
-) -> dict[str, Served]:
-    """Serve each factory with its own uvicorn process and load them one after the other in
-    rounds (``round_order``)."""
+) -> tuple[dict[str, Served], dict[str, Served]]:
+    """Serve each factory with its own uvicorn process; each round loads them one after the
+    other (``round_order``: "apart"), then all at once ("together": on one pinned CPU they
+    share it, so every server meets the same interference at the same moment and its
+    requests/s follows its CPU cost per request). Returns (apart, together); the collections
+    are counted on the "apart" results, over both kinds of rounds."""
     server_prefix, load_prefix = placement() if pin else ([], [])
     if load_prefix:
         # This process (and the threads it starts from now on) beside wrk, off the servers' CPU.
@@ -428,22 +432,29 @@ async def measure_uvicorn(
         for _, port in servers.values():
             await drive(port, 1.0)  # warm up
         results = {name: Served() for name in servers}
+        together = {name: Served() for name in servers}
         gc_before = {name: await asyncio.to_thread(gc_totals, port) for name, (_, port) in servers.items()}
+
+        async def one(name: str, into: dict[str, Served]) -> None:
+            proc, port = servers[name]
+            before = cpu_seconds(proc.pid)
+            requests, elapsed = await drive(port, seconds)
+            result = into[name]
+            result.rates.append(requests / elapsed)
+            result.cpu_us.append((cpu_seconds(proc.pid) - before) / requests * 1e6)
+            result.requests += requests
+            results[name].gc_requests += requests
+
         for r in range(rounds):
             for name in round_order(list(servers), r):
-                proc, port = servers[name]
-                before = cpu_seconds(proc.pid)
-                requests, elapsed = await drive(port, seconds)
-                result = results[name]
-                result.rates.append(requests / elapsed)
-                result.cpu_us.append((cpu_seconds(proc.pid) - before) / requests * 1e6)
-                result.requests += requests
+                await one(name, results)
+            await asyncio.gather(*(one(name, together) for name in servers))
         for name, (_, port) in servers.items():
             after = await asyncio.to_thread(gc_totals, port)
             for gen in range(3):
                 results[name].gc_count[gen] = after["collections"][gen] - gc_before[name]["collections"][gen]
                 results[name].gc_seconds[gen] = after["seconds"][gen] - gc_before[name]["seconds"][gen]
-        return results
+        return results, together
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -550,15 +561,29 @@ def uvicorn_report(quick: bool, client: str, control: bool, pin: bool) -> None:
     factories = {"plain": "make_plain_app", "gated": "make_gated_app", "again": "make_plain_app"}
     if control:
         factories["control"] = "make_plain_app_with_data"
-    rounds, seconds = (4, 1.0) if quick else (18, 2.0)
-    served = asyncio.run(measure_uvicorn(rounds, seconds, client, factories, pin))
-    plain, gated, again = served["plain"], served["gated"], served["again"]
+    rounds, seconds = (4, 1.0) if quick else (16, 2.0)
+    apart, together = asyncio.run(measure_uvicorn(rounds, seconds, client, factories, pin))
     where = "servers pinned to one CPU, load to the other" if pin and placement()[0] else "not pinned"
     print()
     print(
         f"uvicorn, 1 worker each, HTTP/1.1 keep-alive, 8 connections x 16 pipelined requests, load from "
-        f"{client}; {where}; {rounds} rounds of {seconds:g} s, order ABC CBA BCA ACB ...:"
+        f"{client}; {where}; {rounds} rounds of {seconds:g} s per server; ratios are medians of "
+        "per-round ratios [quartiles]; >= 95% is the target"
     )
+    print("- apart: the servers loaded one after the other, order ABC CBA BCA ACB ...")
+    served_block(apart, "")
+    print("- together: all servers loaded at once, sharing their CPU")
+    served_block(together, "together, ")
+    print("  garbage collections during all rounds (gen0 / gen1 / gen2 count; time per request):")
+    for key, result in apart.items():
+        counts = " / ".join(f"{c:.0f}" for c in result.gc_count)
+        full = result.gc_seconds[2] / max(1, result.gc_requests) * 1e6
+        every = sum(result.gc_seconds) / max(1, result.gc_requests) * 1e6
+        print(f"    {NAMES[key]:36} {counts:>16}   gen2 {full:.2f} us, all generations {every:.2f} us")
+
+
+def served_block(served: dict[str, Served], label: str) -> None:
+    plain, gated, again = served["plain"], served["gated"], served["again"]
     print(
         f"  {'median (min) of rounds':36} {'requests/s':>11} {'server CPU us/request':>22} {'capacity/s':>11}"
     )
@@ -567,24 +592,14 @@ def uvicorn_report(quick: bool, client: str, control: bool, pin: bool) -> None:
         print(f"  {NAMES[key]:36} {result.rate:11,.0f} {cpu:>22} {1e6 / result.cpu:11,.0f}")
     for key, result in served.items():
         print(f"    {key:8} CPU us/request by round: " + " ".join(f"{c:.1f}" for c in result.cpu_us))
-    # Within a round the servers are loaded back to back, so a per-round ratio is what drift in
-    # the machine's load (other processes on the 2 cores) disturbs least; the median of those,
-    # and their quartiles as the spread.
-    print("  ratios: median of per-round ratios [quartiles]; >= 95% is the target")
-    print(f"  gated vs ungated, requests/s as measured:   {spread(gated.rates, plain.rates)}")
-    print(f"  gated vs ungated, capacity from server CPU: {spread(plain.cpu_us, gated.cpu_us)}")
-    print(f"  A/A, requests/s as measured:                {spread(again.rates, plain.rates)}")
-    print(f"  A/A, capacity from server CPU:              {spread(plain.cpu_us, again.cpu_us)}")
+    print(f"  gated vs ungated, {label}requests/s as measured:   {spread(gated.rates, plain.rates)}")
+    print(f"  gated vs ungated, {label}capacity from server CPU: {spread(plain.cpu_us, gated.cpu_us)}")
+    print(f"  A/A, {label}requests/s as measured:                {spread(again.rates, plain.rates)}")
+    print(f"  A/A, {label}capacity from server CPU:              {spread(plain.cpu_us, again.cpu_us)}")
     print(
         f"  (ratios of the medians above: requests/s {gated.rate / plain.rate:.1%}, CPU "
         f"{plain.cpu / gated.cpu:.1%}; gated adds {gated.cpu - plain.cpu:.1f} us of server CPU per request)"
     )
-    print("  garbage collections during the rounds (gen0 / gen1 / gen2 count; gen2 time per request):")
-    for key, result in served.items():
-        counts = " / ".join(f"{c:.0f}" for c in result.gc_count)
-        full = result.gc_seconds[2] / max(1, result.requests) * 1e6
-        every = sum(result.gc_seconds) / max(1, result.requests) * 1e6
-        print(f"    {NAMES[key]:36} {counts:>16}   gen2 {full:.2f} us/request, all {every:.2f}")
 
 
 def instructions_report(quick: bool) -> None:

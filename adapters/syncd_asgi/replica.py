@@ -34,10 +34,12 @@ from syncd.engine.wire import CheckFlagResult, Company, CompanyMetric, Flag, Use
 log = structlog.get_logger(__name__)
 
 Keys = Mapping[str, str]
+# id(keys) -> (keys, its one key, its value, {flag key: (valid until, result)})
+Decided = dict[int, tuple[Keys, str, str, dict[str, tuple[float, CheckFlagResult]]]]
 LoadResult = tuple[Iterable[Flag], Iterable[Company], Iterable[User]]
 
 REASON_KEY_CONFLICT = "Key conflict"
-_MAX_DECIDED = 10_000  # (company key, flag) decisions remembered per replica
+_MAX_DECIDED = 10_000  # company key mappings whose decisions are remembered per replica
 
 # The current pid, kept up to date by an at-fork hook so the hot path need not ask the OS.
 _pid = [os.getpid()]
@@ -209,9 +211,8 @@ class Replica:
         self._ready = threading.Event()
         #: True while the feed is cut off: decisions come from the last-known state.
         self.stale = False
-        # Warm decisions by ((company key, value), flag): (valid until, result). Replaced by
-        # a new table after every write.
-        self._decided: dict[tuple[tuple[str, str], str], tuple[float, CheckFlagResult]] = {}
+        # Warm one-key decisions, replaced by a new table after every write.
+        self._decided: Decided = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -347,12 +348,15 @@ class Replica:
         if state is None:
             return None
         if not user and company is not None and len(company) == 1:
-            # The usual gated request (one company key, no user): a repeat is one lookup here.
-            (pair,) = company.items()
-            hit = decided.get((pair, flag_key))
-            if hit is not None and time.time() < hit[0]:
-                return hit[1]
-            return self._check_one_key(state, decided, pair, company, flag_key)
+            # The usual gated request (one company key, no user; identity helpers hand the same
+            # mapping back for the same caller). Its key and value are checked again, so a
+            # mapping changed in place since is not taken for what it was.
+            seen = decided.get(id(company))
+            if seen is not None and seen[0] is company and company.get(seen[1]) == seen[2]:
+                hit = seen[3].get(flag_key)
+                if hit is not None and time.time() < hit[0]:
+                    return hit[1]
+            return self._check_one_key(state, decided, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None
@@ -365,27 +369,26 @@ class Replica:
             )
         return state.evaluator.check(company_id, flag_key, user_obj)
 
-    def _check_one_key(
-        self,
-        state: State,
-        decided: dict[tuple[tuple[str, str], str], tuple[float, CheckFlagResult]],
-        pair: tuple[str, str],
-        company: Keys,
-        flag_key: str,
-    ) -> CheckFlagResult:
-        """One company key, no user: the company's compiled snapshot result, remembered by key
-        and flag until the next write or the end of the snapshot's validity, so that a repeat
-        costs one dict lookup instead of the key index, the snapshot table and the snapshot's
-        results (the same result object either way)."""
+    @staticmethod
+    def _check_one_key(state: State, decided: Decided, company: Keys, flag_key: str) -> CheckFlagResult:
+        """One company key, no user: the company's compiled snapshot result, remembered for
+        this mapping and flag until the next write or the end of the snapshot's validity, so
+        that a repeat skips the key index, the snapshot table and the snapshot's results (the
+        same result object either way)."""
         company_id = _lookup(state.company_ids, company)  # one key: no conflict possible
         if company_id is not None:
             snap = state.evaluator.snapshot(company_id)
             if snap is not None and time.time() < snap.valid_until:
                 result = snap.results.get(flag_key)
                 if result is not None:
-                    if len(decided) >= _MAX_DECIDED:
-                        decided.clear()
-                    decided[pair, flag_key] = (snap.valid_until, result)
+                    seen = decided.get(id(company))
+                    if seen is None or seen[0] is not company or company.get(seen[1]) != seen[2]:
+                        if len(decided) >= _MAX_DECIDED:
+                            decided.clear()
+                        # Holding the mapping keeps its id from being reused while remembered.
+                        ((key, value),) = company.items()
+                        seen = decided[id(company)] = (company, key, value, {})
+                    seen[3][flag_key] = (snap.valid_until, result)
                     return result
         return state.evaluator.check(company_id, flag_key, None)
 
