@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -34,12 +34,33 @@ from syncd.engine.wire import CheckFlagResult, Company, CompanyMetric, Flag, Use
 log = structlog.get_logger(__name__)
 
 Keys = Mapping[str, str]
-# id(keys) -> (keys, its one key, its value, {flag key: (valid until, result)})
-Decided = dict[int, tuple[Keys, str, str, dict[str, tuple[float, CheckFlagResult]]]]
+Decided = dict[str, tuple[float, CheckFlagResult]]  # flag key -> (valid until, result)
 LoadResult = tuple[Iterable[Flag], Iterable[Company], Iterable[User]]
 
 REASON_KEY_CONFLICT = "Key conflict"
-_MAX_DECIDED = 10_000  # company key mappings whose decisions are remembered per replica
+
+
+class FrozenKeys(dict[str, str]):
+    """Entity keys that cannot change once made (the identity helpers hand these out, one per
+    caller, reused across requests). A replica remembers its decisions for one-key
+    ``FrozenKeys`` on the mapping itself, so a repeated check skips the key index and the
+    snapshot lookups; any write to the replica makes what was remembered unusable."""
+
+    __slots__ = ("_decided",)
+
+    def __init__(self, *args: Any, **kwargs: str) -> None:
+        super().__init__(*args, **kwargs)
+        # (the replica's generation it was decided in, its decisions by flag)
+        self._decided: tuple[object, Decided] | None = None
+
+    def __reduce__(self) -> tuple[type[FrozenKeys], tuple[dict[str, str]]]:
+        return FrozenKeys, (dict(self),)
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("FrozenKeys cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _frozen
+
 
 # The current pid, kept up to date by an at-fork hook so the hot path need not ask the OS.
 _pid = [os.getpid()]
@@ -211,8 +232,8 @@ class Replica:
         self._ready = threading.Event()
         #: True while the feed is cut off: decisions come from the last-known state.
         self.stale = False
-        # Warm one-key decisions, replaced by a new table after every write.
-        self._decided: Decided = {}
+        # Replaced after every write: decisions remembered under an older one are not used.
+        self._generation = object()
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -280,7 +301,7 @@ class Replica:
     def _changed(self) -> None:
         # After every write (under the lock), once the data has changed: decisions remembered
         # before it are not used again.
-        self._decided = {}
+        self._generation = object()
 
     def _edit(self) -> State:
         if self._state is None:
@@ -340,23 +361,21 @@ class Replica:
         """
         if self._started_in != _pid[0]:
             self.start()
-        # The table of remembered decisions before the state: writers change the data first
-        # and then replace the table, so whatever this check computes from older data can
-        # only go to a table that is already (or about to be) replaced.
-        decided = self._decided
+        # The generation before the state: writers change the data first and then the
+        # generation, so whatever this check computes from older data is remembered under a
+        # generation that is already (or about to be) replaced.
+        generation = self._generation
         state = self._state
         if state is None:
             return None
-        if not user and company is not None and len(company) == 1:
-            # The usual gated request (one company key, no user; identity helpers hand the same
-            # mapping back for the same caller). Its key and value are checked again, so a
-            # mapping changed in place since is not taken for what it was.
-            seen = decided.get(id(company))
-            if seen is not None and seen[0] is company and company.get(seen[1]) == seen[2]:
-                hit = seen[3].get(flag_key)
+        if type(company) is FrozenKeys and not user and len(company) == 1:
+            # The usual gated request: one company key from an identity helper, no user.
+            seen = company._decided
+            if seen is not None and seen[0] is generation:
+                hit = seen[1].get(flag_key)
                 if hit is not None and time.time() < hit[0]:
                     return hit[1]
-            return self._check_one_key(state, decided, company, flag_key)
+            return self._check_one_key(state, generation, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None
@@ -370,25 +389,22 @@ class Replica:
         return state.evaluator.check(company_id, flag_key, user_obj)
 
     @staticmethod
-    def _check_one_key(state: State, decided: Decided, company: Keys, flag_key: str) -> CheckFlagResult:
-        """One company key, no user: the company's compiled snapshot result, remembered for
-        this mapping and flag until the next write or the end of the snapshot's validity, so
-        that a repeat skips the key index, the snapshot table and the snapshot's results (the
-        same result object either way)."""
+    def _check_one_key(
+        state: State, generation: object, company: FrozenKeys, flag_key: str
+    ) -> CheckFlagResult:
+        """One company key, no user: the company's compiled snapshot result, remembered on the
+        keys until the next write or the end of the snapshot's validity (the same result
+        object either way)."""
         company_id = _lookup(state.company_ids, company)  # one key: no conflict possible
         if company_id is not None:
             snap = state.evaluator.snapshot(company_id)
             if snap is not None and time.time() < snap.valid_until:
                 result = snap.results.get(flag_key)
                 if result is not None:
-                    seen = decided.get(id(company))
-                    if seen is None or seen[0] is not company or company.get(seen[1]) != seen[2]:
-                        if len(decided) >= _MAX_DECIDED:
-                            decided.clear()
-                        # Holding the mapping keeps its id from being reused while remembered.
-                        ((key, value),) = company.items()
-                        seen = decided[id(company)] = (company, key, value, {})
-                    seen[3][flag_key] = (snap.valid_until, result)
+                    seen = company._decided
+                    if seen is None or seen[0] is not generation:
+                        seen = company._decided = (generation, {})
+                    seen[1][flag_key] = (snap.valid_until, result)
                     return result
         return state.evaluator.check(company_id, flag_key, None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import datetime as dt
 import threading
@@ -24,6 +25,7 @@ from examples.host_app.app import UPGRADE_URL, create_app
 from syncd.engine.wire import Subscription
 from syncd_asgi import (
     EntitlementMiddleware,
+    FrozenKeys,
     GateRule,
     Identity,
     Replica,
@@ -318,45 +320,77 @@ def test_updates_never_show_a_moment_without_the_company() -> None:
     assert answers == {True}
 
 
-def test_repeated_checks_follow_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A repeated one-key check is answered from what the replica remembered; every kind of
-    # write, and the end of the snapshot's validity, must show through at once.
+@pytest.mark.parametrize("make_keys", [dict, FrozenKeys], ids=["dict", "frozen"])
+def test_repeated_checks_follow_every_write(monkeypatch: pytest.MonkeyPatch, make_keys: Any) -> None:
+    # A repeated one-key check with the same FrozenKeys is answered from what the replica
+    # remembered on them; every kind of write, and the end of the snapshot's validity, must
+    # show through at once. Plain mappings give the same answers.
     replica = loaded_replica()
+    acme_keys, free_keys = make_keys({"id": "acme"}), make_keys({"id": "freebie"})
 
-    def check(keys: dict[str, str], flag: str) -> Any:
+    def check(keys: Any, flag: str) -> Any:
         result = replica.check(keys, None, flag)
         assert result is not None
         return result
 
-    first = check({"id": "acme"}, "sso")
-    assert first.value is True and check({"id": "acme"}, "sso") is first
-    assert check({"ID": "ACME"}, "sso").value is True  # keys match case-insensitively
+    first = check(acme_keys, "sso")
+    assert first.value is True and check(acme_keys, "sso") is first
+    assert check(make_keys({"ID": "ACME"}), "sso").value is True  # keys match case-insensitively
+    assert check(acme_keys, "new-dashboard").value is True
     replica.put_company(company("co_acme", "acme", None))  # downgrade
-    assert check({"id": "acme"}, "sso").value is False
+    assert check(acme_keys, "sso").value is False
+    assert check(acme_keys, "new-dashboard").value is True
     replica.put_company(acme(calls_used=CALL_LIMIT - 1))
-    assert check({"id": "acme"}, "api-calls").value is True
+    assert check(acme_keys, "api-calls").value is True
     replica.bump_usage("co_acme", "api-call", 1)  # the limit is reached
-    assert check({"id": "acme"}, "api-calls").value is False
+    assert check(acme_keys, "api-calls").value is False
     replica.remove_company("co_acme")
-    assert check({"id": "acme"}, "sso").company_id is None
+    assert check(acme_keys, "sso").company_id is None
     replica.put_company(acme())
-    assert check({"id": "acme"}, "sso").value is True
+    assert check(acme_keys, "sso").value is True
+    # Two replicas deciding for the same keys do not take each other's answers.
+    other = Replica(loader=lambda: (flags(), [company("co_acme", "acme", None)], []))
+    for _ in range(3):
+        assert check(acme_keys, "sso").value is True
+        assert other.check(acme_keys, None, "sso").value is False  # type: ignore[union-attr]
     replica.set_flags([f for f in flags() if f.key != "sso"])
-    assert check({"id": "acme"}, "sso").err == "flag not found"
+    assert check(acme_keys, "sso").err == "flag not found"
     replica.load(flags(), [freebie()])
-    assert check({"id": "acme"}, "sso").company_id is None
-    assert check({"id": "freebie"}, "sso").value is False
+    assert check(acme_keys, "sso").company_id is None
+    assert check(free_keys, "sso").value is False
     # A subscription period ending in an hour bounds the snapshot's validity.
     now = dt.datetime.now(dt.UTC)
     period = Subscription("sub_1", now - dt.timedelta(days=1), now + dt.timedelta(hours=1))
     replica.load(flags(), [dataclasses.replace(acme(), subscription=period)])
-    remembered = check({"id": "acme"}, "sso")
-    assert check({"id": "acme"}, "sso") is remembered
+    remembered = check(acme_keys, "sso")
+    assert check(acme_keys, "sso") is remembered
     # Past the snapshot's validity the result is evaluated again (same verdict, new object).
     later_time = (now + dt.timedelta(hours=2)).timestamp()
     monkeypatch.setattr(time, "time", lambda: later_time)
-    later = check({"id": "acme"}, "sso")
+    later = check(acme_keys, "sso")
     assert later is not remembered and later.value is True
+
+
+def test_frozen_keys_cannot_change() -> None:
+    keys = FrozenKeys({"id": "acme"})
+    assert keys == {"id": "acme"} and isinstance(keys, dict)
+    for change in (
+        lambda: keys.__setitem__("id", "other"),
+        lambda: keys.update(id="other"),
+        lambda: keys.pop("id"),
+        lambda: keys.popitem(),
+        lambda: keys.setdefault("x", "y"),
+        lambda: keys.clear(),
+        lambda: keys.__delitem__("id"),
+        lambda: keys.__ior__({"x": "y"}),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert keys == {"id": "acme"}
+    assert copy.deepcopy(keys) == keys and type(copy.copy(keys)) is FrozenKeys
+    # header_identity hands out FrozenKeys (so the replica can remember its decisions).
+    found = header_identity("x-company-key")({"type": "http", "headers": [(b"x-company-key", b"acme")]})
+    assert found is not None and type(found.company) is FrozenKeys
 
 
 def test_servers_see_an_asgi3_app() -> None:
