@@ -368,14 +368,16 @@ class Replica:
         state = self._state
         if state is None:
             return None
-        if type(company) is FrozenKeys and not user and len(company) == 1:
+        if type(company) is FrozenKeys and not user:
             # The usual gated request: one company key from an identity helper, no user.
+            # (Only one-key FrozenKeys are ever remembered, and they cannot change.)
             seen = company._decided
             if seen is not None and seen[0] is generation:
                 hit = seen[1].get(flag_key)
                 if hit is not None and time.time() < hit[0]:
                     return hit[1]
-            return self._check_one_key(state, generation, company, flag_key)
+            if len(company) == 1:
+                return self._check_one_key(state, generation, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None

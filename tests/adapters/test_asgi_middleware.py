@@ -337,6 +337,7 @@ def test_repeated_checks_follow_every_write(monkeypatch: pytest.MonkeyPatch, mak
     assert first.value is True and check(acme_keys, "sso") is first
     assert check(make_keys({"ID": "ACME"}), "sso").value is True  # keys match case-insensitively
     assert check(acme_keys, "new-dashboard").value is True
+    assert check(make_keys({"id": "acme", "email": "x@acme.test"}), "sso").value is True  # two keys
     replica.put_company(company("co_acme", "acme", None))  # downgrade
     assert check(acme_keys, "sso").value is False
     assert check(acme_keys, "new-dashboard").value is True
