@@ -18,10 +18,12 @@ without the middleware (an A/A pair: the method's own noise in this run). Load: 
 keep-alive connections with pipelining, from ``wrk`` when it is on PATH (C, its own process),
 else from an asyncio client in this process. Every server is pinned to the same CPU and wrk
 (and this process) to another (``--no-pin`` to leave placement to the kernel), so that both
-servers see the same placement. Rounds load the servers one after the other in the order ABC,
-CBA, BCA, ACB, ... (each server in each position equally often, each round mirrored by the
-next). Per server: requests/s and server CPU per request (the kernel's per-process CPU clock,
-all threads); ratios are medians of per-round ratios, with their quartiles; plus each server's
+servers see the same placement. Each round loads the servers one after the other ("apart",
+in the order ABC, CBA, BCA, ACB, ...: each server in each position equally often, each round
+mirrored by the next), then all at once ("together": sharing their CPU, every server meets the
+same interference at the same moment, and its requests/s follows its CPU cost per request).
+Per server: requests/s and server CPU per request (the kernel's per-process CPU clock, all
+threads); ratios are medians of per-round ratios, with their quartiles; plus each server's
 garbage collections during the rounds (``gc.callbacks`` in the server, read from its
 ``/_bench/gc`` route).
 
