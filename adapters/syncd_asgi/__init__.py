@@ -11,7 +11,7 @@ from .gates import Gate, GateRule, requires_feature
 from .identity import Identity, IdentityError, api_key_identity, header_identity, jwt_claim_identity
 from .metering import UsageTracker
 from .middleware import STATE_HEADER, EntitlementMiddleware
-from .replica import Replica
+from .replica import FrozenKeys, Replica
 
 if TYPE_CHECKING:
     from .redis_replica import RedisReplica
@@ -29,6 +29,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "STATE_HEADER",
     "EntitlementMiddleware",
+    "FrozenKeys",
     "Gate",
     "GateRule",
     "Identity",

@@ -118,8 +118,17 @@ def find_routes(app: Any) -> Sequence[BaseRoute] | None:
     return None
 
 
+_MISS: Any = object()
+
+
 class GateTable:
-    """(method, path) -> Gate | None, computed once per distinct request line and cached."""
+    """(method, path) -> Gate | None, computed once per distinct request line and cached.
+
+    ``by_path`` holds, per path, the last method resolved on it and its gate: the request
+    path looks it up with one hash of a fresh string, and the method is compared rather than
+    hashed (a tuple key would build, hash and compare a tuple per request). Other methods on
+    the same path go through ``resolve``, which remembers every (method, path) it has seen.
+    """
 
     MAX_CACHED = 10_000
 
@@ -128,14 +137,22 @@ class GateTable:
             (compile_path(r.path)[0], r.methods, r.gate) for r in rules
         ]
         self.routes = routes
-        self.cache: dict[tuple[str, str], Gate | None] = {}
+        self.by_path: dict[str, tuple[str, Gate | None]] = {}
+        self._seen: dict[tuple[str, str], Gate | None] = {}
 
     def resolve(self, scope: Scope) -> Gate | None:
-        gate = self._resolve(scope)
-        if len(self.cache) >= self.MAX_CACHED:
-            # Paths with parameters make the key space open-ended; start over rather than grow.
-            self.cache.clear()
-        self.cache[scope["method"], scope["path"]] = gate
+        method, path = scope["method"], scope["path"]
+        found = self._seen.get((method, path), _MISS)
+        if found is not _MISS:
+            gate: Gate | None = found
+        else:
+            gate = self._resolve(scope)
+            if len(self._seen) >= self.MAX_CACHED:
+                # Paths with parameters make the key space open-ended; start over rather than grow.
+                self._seen.clear()
+                self.by_path.clear()
+            self._seen[method, path] = gate
+        self.by_path[path] = (method, gate)
         return gate
 
     def _resolve(self, scope: Scope) -> Gate | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from .replica import Keys
+from .replica import FrozenKeys, Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ def header_identity(
                 if found is None:
                     if len(by_company) >= _MAX_SEEN:
                         by_company.clear()
-                    found = by_company[value] = Identity({company_key: value.decode("latin-1")})
+                    found = by_company[value] = Identity(FrozenKeys({company_key: value.decode("latin-1")}))
                 return found
         return None
 
@@ -88,8 +88,8 @@ def header_identity(
             if len(seen) >= _MAX_SEEN:
                 seen.clear()
             found = seen[cval, uval] = Identity(
-                None if cval is None else {company_key: cval.decode("latin-1")},
-                None if uval is None else {user_key: uval.decode("latin-1")},
+                None if cval is None else FrozenKeys({company_key: cval.decode("latin-1")}),
+                None if uval is None else FrozenKeys({user_key: uval.decode("latin-1")}),
             )
         return found
 

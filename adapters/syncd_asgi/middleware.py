@@ -15,8 +15,10 @@ An ``IdentityError`` from ``identify`` is a 401.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -37,7 +39,6 @@ STATE_HEADER = b"syncd-entitlements"
 _STALE = (STATE_HEADER, b"stale")
 _UNAVAILABLE = (STATE_HEADER, b"unavailable")
 _JSON = (b"content-type", b"application/json")
-_MISS = object()
 
 
 def _no_identity(scope: Scope) -> Identity | None:
@@ -87,30 +88,32 @@ class EntitlementMiddleware:
                 f"route gated on {gate.feature!r} is metered but the middleware has no tracker"
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: the decision is synchronous, so on the common paths (an
+        # ungated route, an allowed request) this returns the wrapped app's own awaitable and
+        # the middleware adds no coroutine frame to the request (marked below as a coroutine
+        # function for servers that sniff ASGI 2 vs 3). Other outcomes return a coroutine.
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
+                return self._lifespan(scope, receive, send)
+            return self.app(scope, receive, send)
         table = self._table or self._gates()
-        gate: Any = table.cache.get((scope["method"], scope["path"]), _MISS)
-        if gate is _MISS:
+        seen = table.by_path.get(scope["path"])
+        if seen is not None and seen[0] == scope["method"]:
+            gate = seen[1]
+        else:
             gate = table.resolve(scope)
             self._check_metered(gate)
         if gate is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         try:
             ident = self.identify(scope)
         except IdentityError as exc:
-            await _send_json(
-                send, 401, {"error": str(exc), "code": "unauthenticated", "feature": gate.feature}
-            )
-            return
-        company = user = None
-        if ident is not None:
+            body = {"error": str(exc), "code": "unauthenticated", "feature": gate.feature}
+            return _send_json(send, 401, body)
+        if ident is None:
+            company = user = None
+        else:
             company, user = ident.company, ident.user
         replica = self.replica
         try:
@@ -120,15 +123,12 @@ class EntitlementMiddleware:
             log.exception("entitlement_check_failed", feature=gate.feature)
             result = None
         if result is None or result.err is not None:
-            await self._undecided(gate, result, scope, receive, send)
-            return
+            return self._undecided(gate, result, scope, receive, send)
         if not result.value:
-            await self._refuse(gate, result, send)
-            return
+            return self._refuse(gate, result, send)
         if gate.event is None and not replica.stale:
-            await self.app(scope, receive, send)
-            return
-        await self._call_wrapped(gate, company, user, scope, receive, send)
+            return self.app(scope, receive, send)
+        return self._call_wrapped(gate, company, user, scope, receive, send)
 
     async def _call_wrapped(
         self, gate: Gate, company: Any, user: Any, scope: Scope, receive: Receive, send: Send
@@ -222,6 +222,14 @@ class EntitlementMiddleware:
             return message
 
         await self.app(scope, wrapped, send)
+
+
+# Servers (uvicorn) and frameworks tell an ASGI 3 app from an ASGI 2 one with
+# ``asyncio.iscoroutinefunction``: keep answering yes for ``__call__``.
+if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+    inspect.markcoroutinefunction(EntitlementMiddleware.__call__)
+else:
+    EntitlementMiddleware.__call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 
 async def _send_json(

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -33,9 +34,33 @@ from syncd.engine.wire import CheckFlagResult, Company, CompanyMetric, Flag, Use
 log = structlog.get_logger(__name__)
 
 Keys = Mapping[str, str]
+Decided = dict[str, tuple[float, CheckFlagResult]]  # flag key -> (valid until, result)
 LoadResult = tuple[Iterable[Flag], Iterable[Company], Iterable[User]]
 
 REASON_KEY_CONFLICT = "Key conflict"
+
+
+class FrozenKeys(dict[str, str]):
+    """Entity keys that cannot change once made (the identity helpers hand these out, one per
+    caller, reused across requests). A replica remembers its decisions for one-key
+    ``FrozenKeys`` on the mapping itself, so a repeated check skips the key index and the
+    snapshot lookups; any write to the replica makes what was remembered unusable."""
+
+    __slots__ = ("_decided",)
+
+    def __init__(self, *args: Any, **kwargs: str) -> None:
+        super().__init__(*args, **kwargs)
+        # (the replica's generation it was decided in, its decisions by flag)
+        self._decided: tuple[object, Decided] | None = None
+
+    def __reduce__(self) -> tuple[type[FrozenKeys], tuple[dict[str, str]]]:
+        return FrozenKeys, (dict(self),)
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("FrozenKeys cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _frozen
+
 
 # The current pid, kept up to date by an at-fork hook so the hot path need not ask the OS.
 _pid = [os.getpid()]
@@ -202,10 +227,13 @@ class Replica:
         self._lock = threading.Lock()
         self._pid = _pid[0]
         self._started = False
+        self._started_in: int | None = None  # the pid ``_started`` holds for (one test per check)
         self._closed = False
         self._ready = threading.Event()
         #: True while the feed is cut off: decisions come from the last-known state.
         self.stale = False
+        # Replaced after every write: decisions remembered under an older one are not used.
+        self._generation = object()
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -220,6 +248,7 @@ class Replica:
         if self._started or self._closed:
             return
         self._started = True
+        self._started_in = self._pid
         self._start_feed()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -252,6 +281,7 @@ class Replica:
         self._ready = threading.Event()
         self._pid = _pid[0]
         self._started = False
+        self._started_in = None
         if self._state is not None:
             self.stale = True
         self._forget_feed()
@@ -265,7 +295,13 @@ class Replica:
         state = State.build(flags, companies, users)
         with self._lock:
             self._state = state
+            self._changed()
         self._ready.set()
+
+    def _changed(self) -> None:
+        # After every write (under the lock), once the data has changed: decisions remembered
+        # before it are not used again.
+        self._generation = object()
 
     def _edit(self) -> State:
         if self._state is None:
@@ -275,22 +311,27 @@ class Replica:
     def set_flags(self, flags: Iterable[Flag]) -> None:
         with self._lock:
             self._edit().set_flags(list(flags))
+            self._changed()
 
     def put_company(self, company: Company) -> None:
         with self._lock:
             self._edit().put_company(company)
+            self._changed()
 
     def remove_company(self, company_id: str) -> None:
         with self._lock:
             self._edit().remove_company(company_id)
+            self._changed()
 
     def put_user(self, user: User) -> None:
         with self._lock:
             self._edit().put_user(user)
+            self._changed()
 
     def remove_user(self, user_id: str) -> None:
         with self._lock:
             self._edit().remove_user(user_id)
+            self._changed()
 
     def bump_usage(self, company_id: str, event: str, quantity: int) -> None:
         """Count usage locally before syncd confirms it, so limits bite before the next refresh."""
@@ -302,12 +343,13 @@ class Replica:
             bumped = _bumped(company, event, quantity)
             if bumped is not None:
                 state.evaluator.update_company(bumped)
+                self._changed()
 
     def refresh_expired(self) -> None:
         """Recompute snapshots past their validity (period resets); keeps checks on the fast path."""
         with self._lock:
-            if self._state is not None:
-                self._state.evaluator.refresh_expired()
+            if self._state is not None and self._state.evaluator.refresh_expired():
+                self._changed()
 
     # --- readers ---------------------------------------------------------------------------
     def check(self, company: Keys | None, user: Keys | None, flag_key: str) -> CheckFlagResult | None:
@@ -317,11 +359,25 @@ class Replica:
         mode does). Keys matching two different entities give a default-False result with
         ``err`` "key conflict".
         """
-        if not self._started or self._pid != _pid[0]:
+        if self._started_in != _pid[0]:
             self.start()
+        # The generation before the state: writers change the data first and then the
+        # generation, so whatever this check computes from older data is remembered under a
+        # generation that is already (or about to be) replaced.
+        generation = self._generation
         state = self._state
         if state is None:
             return None
+        if type(company) is FrozenKeys and not user:
+            # The usual gated request: one company key from an identity helper, no user.
+            # (Only one-key FrozenKeys are ever remembered, and they cannot change.)
+            seen = company._decided
+            if seen is not None and seen[0] is generation:
+                hit = seen[1].get(flag_key)
+                if hit is not None and time.time() < hit[0]:
+                    return hit[1]
+            if len(company) == 1:
+                return self._check_one_key(state, generation, company, flag_key)
         try:
             company_id = None if not company else _lookup(state.company_ids, company)
             user_obj = None
@@ -333,6 +389,26 @@ class Replica:
                 flag_key=flag_key, value=False, reason=REASON_KEY_CONFLICT, err="key conflict"
             )
         return state.evaluator.check(company_id, flag_key, user_obj)
+
+    @staticmethod
+    def _check_one_key(
+        state: State, generation: object, company: FrozenKeys, flag_key: str
+    ) -> CheckFlagResult:
+        """One company key, no user: the company's compiled snapshot result, remembered on the
+        keys until the next write or the end of the snapshot's validity (the same result
+        object either way)."""
+        company_id = _lookup(state.company_ids, company)  # one key: no conflict possible
+        if company_id is not None:
+            snap = state.evaluator.snapshot(company_id)
+            if snap is not None and time.time() < snap.valid_until:
+                result = snap.results.get(flag_key)
+                if result is not None:
+                    seen = company._decided
+                    if seen is None or seen[0] is not generation:
+                        seen = company._decided = (generation, {})
+                    seen[1][flag_key] = (snap.valid_until, result)
+                    return result
+        return state.evaluator.check(company_id, flag_key, None)
 
     def company_id(self, keys: Keys) -> str | None:
         state = self._state

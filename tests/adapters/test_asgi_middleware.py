@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
+import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
 from starlette.middleware import Middleware
@@ -16,8 +22,10 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
 from examples.host_app.app import UPGRADE_URL, create_app
+from syncd.engine.wire import Subscription
 from syncd_asgi import (
     EntitlementMiddleware,
+    FrozenKeys,
     GateRule,
     Identity,
     Replica,
@@ -27,7 +35,7 @@ from syncd_asgi import (
     jwt_claim_identity,
     requires_feature,
 )
-from tests.adapters.asgi_support import CALL_LIMIT, Receiver, acme, flags, freebie, wait_for
+from tests.adapters.asgi_support import CALL_LIMIT, Receiver, acme, company, flags, freebie, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -279,6 +287,10 @@ async def test_config_rules_on_a_plain_asgi_app() -> None:
         assert (await c.get("/open")).text == "ok"
         assert (await c.get("/pro/a/b")).status_code == 402
         assert (await c.put("/pro/a/b")).text == "ok"
+        # Methods alternating on one path: each keeps its own gate.
+        for _ in range(2):
+            assert (await c.get("/pro/a/b")).status_code == 402
+            assert (await c.put("/pro/a/b")).text == "ok"
 
 
 def test_metered_gate_without_tracker_is_a_configuration_error() -> None:
@@ -306,3 +318,87 @@ def test_updates_never_show_a_moment_without_the_company() -> None:
         stop.set()
         writer.join()
     assert answers == {True}
+
+
+@pytest.mark.parametrize("make_keys", [dict, FrozenKeys], ids=["dict", "frozen"])
+def test_repeated_checks_follow_every_write(monkeypatch: pytest.MonkeyPatch, make_keys: Any) -> None:
+    # A repeated one-key check with the same FrozenKeys is answered from what the replica
+    # remembered on them; every kind of write, and the end of the snapshot's validity, must
+    # show through at once. Plain mappings give the same answers.
+    replica = loaded_replica()
+    acme_keys, free_keys = make_keys({"id": "acme"}), make_keys({"id": "freebie"})
+
+    def check(keys: Any, flag: str) -> Any:
+        result = replica.check(keys, None, flag)
+        assert result is not None
+        return result
+
+    first = check(acme_keys, "sso")
+    assert first.value is True and check(acme_keys, "sso") is first
+    assert check(make_keys({"ID": "ACME"}), "sso").value is True  # keys match case-insensitively
+    assert check(acme_keys, "new-dashboard").value is True
+    assert check(make_keys({"id": "acme", "email": "x@acme.test"}), "sso").value is True  # two keys
+    replica.put_company(company("co_acme", "acme", None))  # downgrade
+    assert check(acme_keys, "sso").value is False
+    assert check(acme_keys, "new-dashboard").value is True
+    replica.put_company(acme(calls_used=CALL_LIMIT - 1))
+    assert check(acme_keys, "api-calls").value is True
+    replica.bump_usage("co_acme", "api-call", 1)  # the limit is reached
+    assert check(acme_keys, "api-calls").value is False
+    replica.remove_company("co_acme")
+    assert check(acme_keys, "sso").company_id is None
+    replica.put_company(acme())
+    assert check(acme_keys, "sso").value is True
+    # Two replicas deciding for the same keys do not take each other's answers.
+    other = Replica(loader=lambda: (flags(), [company("co_acme", "acme", None)], []))
+    for _ in range(3):
+        assert check(acme_keys, "sso").value is True
+        assert other.check(acme_keys, None, "sso").value is False  # type: ignore[union-attr]
+    replica.set_flags([f for f in flags() if f.key != "sso"])
+    assert check(acme_keys, "sso").err == "flag not found"
+    replica.load(flags(), [freebie()])
+    assert check(acme_keys, "sso").company_id is None
+    assert check(free_keys, "sso").value is False
+    # A subscription period ending in an hour bounds the snapshot's validity.
+    now = dt.datetime.now(dt.UTC)
+    period = Subscription("sub_1", now - dt.timedelta(days=1), now + dt.timedelta(hours=1))
+    replica.load(flags(), [dataclasses.replace(acme(), subscription=period)])
+    remembered = check(acme_keys, "sso")
+    assert check(acme_keys, "sso") is remembered
+    # Past the snapshot's validity the result is evaluated again (same verdict, new object).
+    later_time = (now + dt.timedelta(hours=2)).timestamp()
+    monkeypatch.setattr(time, "time", lambda: later_time)
+    later = check(acme_keys, "sso")
+    assert later is not remembered and later.value is True
+
+
+def test_frozen_keys_cannot_change() -> None:
+    keys = FrozenKeys({"id": "acme"})
+    assert keys == {"id": "acme"} and isinstance(keys, dict)
+    for change in (
+        lambda: keys.__setitem__("id", "other"),
+        lambda: keys.update(id="other"),
+        lambda: keys.pop("id"),
+        lambda: keys.popitem(),
+        lambda: keys.setdefault("x", "y"),
+        lambda: keys.clear(),
+        lambda: keys.__delitem__("id"),
+        lambda: keys.__ior__({"x": "y"}),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert keys == {"id": "acme"}
+    assert copy.deepcopy(keys) == keys and type(copy.copy(keys)) is FrozenKeys
+    # header_identity hands out FrozenKeys (so the replica can remember its decisions).
+    found = header_identity("x-company-key")({"type": "http", "headers": [(b"x-company-key", b"acme")]})
+    assert found is not None and type(found.company) is FrozenKeys
+
+
+def test_servers_see_an_asgi3_app() -> None:
+    # __call__ returns the app's awaitable rather than being a coroutine function; servers
+    # that sniff the interface (uvicorn) must still take the middleware for ASGI 3.
+    middleware = EntitlementMiddleware(create_app(loaded_replica()), loaded_replica())
+    assert asyncio.iscoroutinefunction(middleware.__call__)
+    config = uvicorn.Config(middleware)
+    config.load()
+    assert config.interface == "asgi3"
