@@ -136,16 +136,22 @@ def failing_writes(monkeypatch: pytest.MonkeyPatch, failures: set[int], error: E
     monkeypatch.setattr(rows.PendingWrites, "send", flaky)
 
 
+def two_customers(world: World) -> dict[str, str]:
+    """The catalog and two applied customers, cus_x and cus_y; returns the catalog's ids."""
+    ids = world.catalog()
+    put(world, customer_event("evt_cx", T0, "cus_x", "X"))
+    put(world, customer_event("evt_cy", T0, "cus_y", "Y"))
+    assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
+    return ids
+
+
 def test_a_failed_write_leaves_nothing_for_the_next_event(
     emulator: BackgroundServer, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Postgres fallback: one transaction, a savepoint per event, one mapping context."""
     world = World(emulator, postgres_url, tmp_path)
     try:
-        ids = world.catalog()
-        put(world, customer_event("evt_cx", T0, "cus_x", "X"))
-        put(world, customer_event("evt_cy", T0, "cus_y", "Y"))
-        assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
+        ids = two_customers(world)
         put(world, subscribed("evt_sx", T0 + 2, "sub_x", "cus_x", ids["pro"]))
         put(world, subscribed("evt_sy", T0 + 3, "sub_y", "cus_y", ids["enterprise"]))
         failing_writes(monkeypatch, {1, 2}, RuntimeError("simulated failure"))  # the batch, then evt_sx
@@ -197,10 +203,7 @@ def test_a_deadlock_in_pipelined_writes_spends_no_attempt(
     surfaces at the end of a pipeline (raw from the driver, not from a statement)."""
     world = World(emulator, postgres_url, tmp_path)
     try:
-        ids = world.catalog()
-        put(world, customer_event("evt_cx", T0, "cus_x", "X"))
-        put(world, customer_event("evt_cy", T0, "cus_y", "Y"))
-        assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
+        ids = two_customers(world)
         with world.engine.begin() as conn:
             conn.exec_driver_sql(_BOOM)
             conn.execute(text("INSERT INTO boom_target VALUES (:c)"), {"c": world.company("cus_x").id})
