@@ -192,8 +192,9 @@ def run_applier(
                         expire = False
                         if stop.is_set():
                             return
-                    for _ in listener.notifies(timeout=PASS_INTERVAL_S, stop_after=1):
-                        pass
+                    if any(True for _ in listener.notifies(timeout=PASS_INTERVAL_S, stop_after=1)):
+                        for _ in listener.notifies(timeout=0):  # the rest: one pass covers them all
+                            pass
         except Exception:  # the database went away: retry shortly, nothing is lost (inbox)
             log.warning("stripe_applier_failed", exc_info=True)
             stop.wait(1.0)

@@ -63,6 +63,8 @@ def parse_event(raw: bytes) -> dict[str, Any]:
         raise MalformedEvent("event id or type too long")
     if version is not None and (not isinstance(version, str) or len(version) > 64):
         raise MalformedEvent("event.api_version is not a Stripe API version")
+    if "\x00" in event_id or "\x00" in event_type or (version and "\x00" in version):
+        raise MalformedEvent("event id, type or api_version holds a NUL character")
     created = event.get("created")
     # Stored as an integer column: anything else would fail later, as a server error.
     if created is not None and (type(created) is not int or not 0 <= created < 2**63):

@@ -192,6 +192,7 @@ def test_signed_event_with_a_bad_created_is_a_400(client: TestClient, daemon: Da
         {"id": ""},
         {"id": "evt_" + "x" * 260},
         {"type": "t" * 129},
+        {"type": "customer.\x00updated"},
     ],
 )
 def test_signed_event_with_a_bad_id_type_or_version_is_a_400(

@@ -149,10 +149,24 @@ def test_when_the_commit_fails_nothing_is_acknowledged(daemon: Daemon) -> None:
     assert set(stored(daemon)) == {f"evt_f{n}" for n in range(8)}
 
 
+_REFUSE_POISON = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_id = 'evt_poison' THEN
+        RAISE EXCEPTION 'value too long' USING ERRCODE = '22001';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON inbox_event FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+
+
 @pytest.mark.postgres
 def test_one_unstorable_event_fails_alone_in_its_group(postgres_url: str, tmp_path: Path) -> None:
-    """An id too long for the column fails the group's statement: each delivery is retried on
-    its own, so only that one is refused (400, as the full app answers a value out of range)."""
+    """A delivery the database refuses fails the group's statement: each delivery is retried
+    on its own, so only that one is refused (400, as the full app answers a value out of
+    range). The refusal comes from a trigger: what parsing can tell (an id too long for the
+    column, say) is refused before the group."""
     settings = load_settings(
         None,
         environ={
@@ -164,10 +178,12 @@ def test_one_unstorable_event_fails_alone_in_its_group(postgres_url: str, tmp_pa
     )
     daemon = Daemon(settings)
     daemon.prepare()
+    with daemon.engine.begin() as conn:
+        conn.exec_driver_sql(_REFUSE_POISON)
     try:
         app = create_app(daemon)
         bodies = [event_body(f"evt_n{n}") for n in range(6)]
-        bodies.insert(3, event_body("evt_" + "x" * 300))
+        bodies.insert(3, event_body("evt_poison"))
         responses = asyncio.run(deliver(app, [(b, sign(b, SECRET)) for b in bodies]))
         assert [r.status_code for r in responses] == [200] * 3 + [400] + [200] * 3
         assert responses[3].json()["code"] == "value_out_of_range"
