@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-INBOX_CHANNEL = "syncd_inbox"
 PASS_INTERVAL_S = 1.0  # a pass without a notification, and access expiry, at most this often
 STOP_GRACE_S = 10.0
 RESTART_DELAY_MIN_S = 0.5
@@ -173,7 +172,7 @@ def run_applier(
     while not stop.is_set():
         try:
             with psycopg.connect(url, autocommit=True) as listener:
-                listener.execute("LISTEN syncd_inbox")  # INBOX_CHANNEL
+                listener.execute("LISTEN syncd_inbox")  # runtime.INBOX_CHANNEL
                 if ready is not None:
                     ready.set()
                 while not stop.is_set():

@@ -117,7 +117,7 @@ def kick(daemon: Daemon) -> None:
 # ``applier_process``), or, with several workers and the applier in a thread, in worker 0 (only
 # it runs the scheduler). Each intake commit then sends a NOTIFY, and the applier LISTENs.
 
-INBOX_CHANNEL = "syncd_inbox"
+INBOX_CHANNEL = "syncd_inbox"  # spelled out in each LISTEN/NOTIFY statement (static SQL)
 
 
 def applies_elsewhere(daemon: Daemon) -> bool:
