@@ -285,7 +285,7 @@ def _map(
             refresh_subscription(
                 session, client, sub_id, ctx, created=item.created, source_id=f"{item.event_id}:sub"
             )
-    sync_companies(session, ctx, list(work.synced), write=False, companies=companies)
+    sync_companies(session, ctx, list(work.synced), companies, write=False)
     # Schedules are re-judged after their customer's plans moved (one query for the batch).
     schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
     for schedule_id in work.schedules:

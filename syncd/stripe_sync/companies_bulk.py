@@ -82,16 +82,11 @@ def _customers_query(dialect: str) -> Any:
 
 
 def ensure_companies(
-    session: Session,
-    customer_ids: Sequence[str],
-    catalog: CatalogCache | None = None,
-    customers: Customers | None = None,
+    session: Session, customer_ids: Sequence[str], catalog: CatalogCache, customers: Customers
 ) -> dict[str, str]:
     """Give every listed customer its company (found by key or created); returns customer ->
-    company for all of them. ``customers`` (from :func:`load_customers`, after the batch's
-    mirror writes) saves reading them again."""
-    if customers is None:
-        customers = load_customers(session, customer_ids)
+    company for all of them. ``customers``: :func:`load_customers` of them, read after the
+    batch's mirror writes."""
     companies = {cid: customers.linked[cid] for cid in customer_ids if cid in customers.linked}
     todo = [cid for cid in dict.fromkeys(customer_ids) if cid not in companies]
     if not todo:
@@ -107,7 +102,7 @@ def ensure_companies(
     missing = [cid for cid in todo if cid not in keyed]
     names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
     pending = rows.PendingWrites()
-    created = _create(session, missing, names, catalog if catalog is not None else CatalogCache(), pending)
+    created = _create(session, missing, names, catalog, pending)
     customers.names.update((company_id, names.get(cid) or "") for cid, company_id in created.items())
     keyed.update(created)
     linked_by_service: set[str] = set()
@@ -218,19 +213,13 @@ def _create(
 
 
 def name_companies(
-    session: Session,
-    customer_ids: Sequence[str],
-    companies: Mapping[str, str] | None = None,
-    customers: Customers | None = None,
+    session: Session, customer_ids: Sequence[str], companies: Mapping[str, str], customers: Customers
 ) -> int:
     """``apply_customer`` for many customers whose companies exist (``companies``, from
     :func:`ensure_companies`): rename each company whose customer's name changed. Returns
     how many were renamed."""
     if not customer_ids:
         return 0
-    if customers is None or companies is None:
-        customers = load_customers(session, customer_ids)
-        companies = customers.linked
     unknown = [
         companies[cid] for cid in customer_ids if cid in companies and companies[cid] not in customers.names
     ]

@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import literal, union_all
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from ..db import any_of, one_of
-from ..models import Company, CreditGrant, ScheduledDowngrade, StripeCustomer
+from ..db import any_of
+from ..models import CreditGrant, ScheduledDowngrade
 from . import rows
 from .mapping import MappingContext, sync_company
 from .normalize import SubscriptionView, subscription_view
@@ -33,10 +33,10 @@ def preload(
     session: Session,
     ctx: MappingContext,
     customer_ids: Sequence[str],
-    companies: Mapping[str, str] | None = None,
+    companies: Mapping[str, str],
 ) -> None:
-    """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table).
-    ``companies`` (customer -> company, from ``ensure_companies``) saves reading the links."""
+    """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table), their
+    companies given by ``companies`` (customer -> company, from ``ensure_companies``)."""
     if not customer_ids:
         return
     wanted = sorted(set(customer_ids))
@@ -47,15 +47,7 @@ def preload(
             subscriptions[customer_id].append((subscription_view(data), past_due_since))
     ctx._subscriptions.update(subscriptions)
 
-    # Customers whose company is gone or not linked yet are left to ``ensure_company``.
-    if companies is None:
-        companies = dict(
-            session.exec(
-                select(StripeCustomer.stripe_id, Company.id)
-                .join(Company, col(Company.id) == col(StripeCustomer.company_id))
-                .where(one_of(session, col(StripeCustomer.stripe_id), wanted))
-            ).all()
-        )
+    # Customers without a company in ``companies`` are left to ``ensure_company``.
     linked = {cid: companies[cid] for cid in wanted if cid in companies}
     ctx._company_of.update(linked)
     existing = set(linked.values())
@@ -110,9 +102,9 @@ def sync_companies(
     session: Session,
     ctx: MappingContext,
     customer_ids: Sequence[str],
+    companies: Mapping[str, str],
     *,
     write: bool = True,
-    companies: Mapping[str, str] | None = None,
 ) -> int:
     """``sync_company`` for each customer, reads preloaded and one flush at the end; returns
     how many companies changed. With ``write=False`` the plain-row writes stay queued in

@@ -140,7 +140,7 @@ def apply_page(
     companies = ensure_companies(session, wanted, ctx.catalog, known)
     if kind == "customer":
         name_companies(session, remap, companies, known)
-    sync_companies(session, ctx, list(customers), companies=companies)
+    sync_companies(session, ctx, list(customers), companies)
     if kind == "subscription_schedule":
         for schedule_id in remap:
             schedule = session.get(StripeSubscriptionSchedule, schedule_id)
