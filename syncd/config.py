@@ -67,6 +67,8 @@ class StripeSettings:
     # Where webhooks are applied: "process" (a child process of the serving daemon; Postgres
     # only), "thread" (in the serving process), "auto" (process on Postgres, else thread).
     applier: str = "auto"
+    # Threads applying a sweep's pages (Postgres; SQLite applies them one at a time).
+    sweep_workers: int = 2
     # syncd -> Stripe: push the catalog (and migrated subscriptions) on a schedule; off by
     # default so an operator decides when Stripe's catalog starts following syncd's.
     push_catalog: bool = False
@@ -306,6 +308,10 @@ def _validate(settings: Settings) -> None:
             "stripe.applier",
             "process needs Postgres (it is woken by LISTEN/NOTIFY)",
             "use auto or thread with SQLite",
+        )
+    if not 1 <= s.stripe.sweep_workers <= 16:
+        raise ConfigError(
+            "stripe.sweep_workers", f"must be 1 to 16, not {s.stripe.sweep_workers}", "2 suits most hosts"
         )
     sch = s.scheduler
     if not 0 < sch.lease_renew_s < sch.lease_ttl_s:

@@ -263,7 +263,12 @@ def reconcile_stripe() -> int:
         return 0
     with structlog.contextvars.bound_contextvars(job="reconcile_stripe", job_run=uuid.uuid4().hex[:12]):
         replay_stripe_events()
-        result = sweep(daemon.engine, client, past_due_grace_days=daemon.settings.stripe.past_due_grace_days)
+        result = sweep(
+            daemon.engine,
+            client,
+            workers=daemon.settings.stripe.sweep_workers,
+            past_due_grace_days=daemon.settings.stripe.past_due_grace_days,
+        )
     return result.total
 
 

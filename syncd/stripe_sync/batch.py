@@ -165,16 +165,20 @@ def apply_set(
 
 
 def _lock(session: Session, incoming: Sequence[Incoming]) -> None:
-    """Advisory locks on every customer and object of the batch, in one statement and one
-    global order (concurrent batches then never deadlock on each other)."""
-    if session.get_bind().dialect.name != "postgresql" or not incoming:
+    lock_objects(session, [(item.kind, item.obj) for item in incoming])
+
+
+def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
+    """Advisory locks on every object and its customer, in one statement and one global
+    order (concurrent batches and sweep pages then never deadlock on each other)."""
+    if session.get_bind().dialect.name != "postgresql" or not objects:
         return
     keys: set[int] = set()
-    for item in incoming:
-        customer = str(item.obj["id"]) if item.kind == "customer" else ref_id(item.obj.get("customer"))
+    for kind, obj in objects:
+        customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
         if customer:
             keys.add(lock_key(f"customer:{customer}"))
-        keys.add(lock_key(f"{item.kind}:{item.obj['id']}"))
+        keys.add(lock_key(f"{kind}:{obj['id']}"))
     session.execute(
         text(
             "SELECT count(pg_advisory_xact_lock(k)) FROM "

@@ -72,7 +72,13 @@ def reconcile(settings: Settings, engine: Engine, *, verify_only: bool, repair: 
         # The nightly job by hand: replay missed events, sweep everything, apply.
         replay_events(engine, client, overlap_s=settings.stripe.events_overlap_s)
         with progress_bars() as advance:
-            result = sweep(engine, client, past_due_grace_days=grace, on_progress=advance)
+            result = sweep(
+                engine,
+                client,
+                workers=settings.stripe.sweep_workers,
+                past_due_grace_days=grace,
+                on_progress=advance,
+            )
         applied = apply_pending(engine, client, options=apply_options(settings))
         print(f"swept {result.total} object(s); applied {applied.processed} pending event(s)")
         return 0
@@ -102,6 +108,7 @@ def backfill(settings: Settings, engine: Engine, *, resume: bool) -> int:
             engine,
             client,
             resume=resume,
+            workers=settings.stripe.sweep_workers,
             past_due_grace_days=settings.stripe.past_due_grace_days,
             on_progress=advance,
         )

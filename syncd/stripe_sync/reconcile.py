@@ -25,6 +25,7 @@ from . import mirror
 from .mapping import MappingContext, claims_from, expected_plans, sync_company
 from .normalize import JSON, fingerprint, ref_id, subscription_view
 from .sweep import KINDS, apply_page, list_objects, stripe_now
+from .sweep_pool import SweepResult
 
 log = structlog.get_logger(__name__)
 Progress = Callable[[str, int], None]
@@ -201,8 +202,6 @@ def _force_page(
     created: int,
 ) -> None:
     """Apply a listed page over whatever the mirror holds (repair ignores watermarks)."""
-    from .sweep import SweepResult
-
     with Session(engine) as session:
         model: Any = mirror.MODELS[kind]
         ids = [str(o["id"]) for o in page]

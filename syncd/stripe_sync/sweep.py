@@ -14,7 +14,6 @@ holding a newer event's snapshot is left alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,31 +24,21 @@ from sqlmodel import Session
 
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
+from .batch import lock_objects
 from .companies_bulk import ensure_companies, load_customers, name_companies
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
+from .planner_stats import PlannerStats
 from .preload import sync_companies
 from .replay import read_cursor, write_cursor
 from .schedules import map_schedule
+from .sweep_pool import PagePool, SweepResult
 
 log = structlog.get_logger(__name__)
 
 KINDS: tuple[str, ...] = ("product", "price", "customer", "subscription", "subscription_schedule")
 DONE = "done"
 Progress = Callable[[str, int], None]
-
-
-@dataclass
-class SweepResult:
-    objects: dict[str, int] = field(default_factory=dict)
-    stored: int = 0
-    skipped_newer: int = 0
-    unchanged: int = 0
-    resumed: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.objects.values())
 
 
 def cursor_name(kind: str) -> str:
@@ -101,6 +90,7 @@ def apply_page(
     result: SweepResult,
 ) -> None:
     """Mirror one page of listed objects and map them into the domain (caller commits)."""
+    lock_objects(session, [(kind, obj) for obj in objects])  # as the applier: one writer a customer
     previous = mirror_bulk.load(session, kind, [str(o["id"]) for o in objects])
     source_id = f"sweep:{created}"
     states: list[mirror_bulk.State] = []
@@ -155,14 +145,17 @@ def sweep(
     kinds: Sequence[str] = KINDS,
     resume: bool = True,
     page_size: int = 100,
+    workers: int = 2,
     past_due_grace_days: int = 0,
     now: datetime | None = None,
     on_progress: Progress | None = None,
 ) -> SweepResult:
-    """List and apply every object of ``kinds``; resumes an interrupted sweep by default."""
+    """List and apply every object of ``kinds``; resumes an interrupted sweep by default.
+    Pages of a kind are applied on ``workers`` threads (Postgres) while the next are listed."""
     result = SweepResult()
     created = stripe_now(client)
-    ctx = MappingContext(now=now or utcnow(), past_due_grace_days=past_due_grace_days)
+    moment = now or utcnow()
+    stats = PlannerStats(engine)
     for kind in kinds:
         after, _ = read_cursor(engine, cursor_name(kind)) if resume else (None, None)
         if after == DONE:
@@ -170,23 +163,66 @@ def sweep(
             continue
         if after:
             result.resumed.append(kind)
-        count = 0
-        for page in _pages(list_objects(client, kind, after), page_size):
-            with Session(engine) as session:
-                apply_page(session, client, kind, page, ctx, created=created, result=result)
-                write_cursor(session, cursor_name(kind), str(page[-1]["id"]))
-                session.commit()
-            count += len(page)
-            if on_progress is not None:
-                on_progress(kind, len(page))
+        pool = page_pool(
+            engine,
+            client,
+            kind,
+            created=created,
+            result=result,
+            now=moment,
+            past_due_grace_days=past_due_grace_days,
+            workers=workers,
+            stats=stats,
+            on_progress=on_progress,
+        )
+        with pool:
+            for page in _pages(list_objects(client, kind, after), page_size):
+                pool.submit(page)
         with Session(engine) as session:
             write_cursor(session, cursor_name(kind), DONE)
             session.commit()
-        result.objects[kind] = count
+        result.objects[kind] = pool.count
     # Finished: the next sweep starts from the top again.
     with Session(engine) as session:
         for kind in kinds:
             write_cursor(session, cursor_name(kind), "")
         session.commit()
+    stats.refresh()  # the applier's plans, from now on, for the account's real size
     log.info("stripe_sweep_done", objects=result.objects, stored=result.stored, resumed=result.resumed)
     return result
+
+
+def page_pool(
+    engine: Engine,
+    client: stripe.StripeClient | None,
+    kind: str,
+    *,
+    created: int,
+    result: SweepResult,
+    now: datetime,
+    past_due_grace_days: int = 0,
+    workers: int = 2,
+    stats: PlannerStats | None = None,
+    on_progress: Progress | None = None,
+) -> PagePool:
+    """The pool applying one kind's listed pages (with :func:`apply_page`, cursor included)."""
+
+    def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
+        tally = SweepResult()
+        apply_page(session, client, kind, page, ctx, created=created, result=tally)
+        return tally
+
+    def new_context() -> MappingContext:
+        return MappingContext(now=now, past_due_grace_days=past_due_grace_days)
+
+    return PagePool(
+        engine,
+        kind,
+        cursor_name(kind),
+        apply,
+        new_context,
+        result=result,
+        workers=workers,
+        stats=stats,
+        on_progress=on_progress,
+    )
