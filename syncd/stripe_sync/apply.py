@@ -16,7 +16,6 @@ schedules are re-fetched by default (Stripe's advice: treat a webhook as a hint)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from . import mirror
 from .batch import apply_set, claim_next
 from .catalog_cache import catalog_for
 from .inbox import is_relevant
+from .locks import lock_key
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
 from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
 from .rows import PendingWrites
@@ -390,8 +390,7 @@ def serialize(session: Session, keys: Sequence[str | None]) -> None:
         return
     for key in keys:
         if key:
-            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(key)})
 
 
 def map_row(

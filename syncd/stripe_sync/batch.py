@@ -19,7 +19,6 @@ dead-letters it after ``max_attempts``, exactly as before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import ARRAY, String, all_, bindparam, select, text, update
+from sqlalchemy import ARRAY, String, all_, bindparam, select, update
 from sqlmodel import Session
 
 from ..db import any_of, one_of, pipeline
@@ -38,8 +37,9 @@ from ..stripe_api import is_own_request
 from . import mirror, mirror_bulk
 from .companies_bulk import ensure_companies, load_customers, name_companies
 from .inbox import is_relevant
+from .locks import lock_companies, lock_objects
 from .mapping import MappingContext, link_product
-from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind, ref_id
+from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind
 from .preload import sync_companies
 from .schedules import map_schedule, schedules_of
 
@@ -69,10 +69,6 @@ class Work:
     synced: dict[str, None] = field(default_factory=dict)  # customers whose plans to recompute
     invoices: dict[str, Incoming] = field(default_factory=dict)  # subscription id -> invoice event
     schedules: dict[str, None] = field(default_factory=dict)
-
-
-def lock_key(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def parse(event: JSON) -> tuple[str, JSON] | None:
@@ -149,7 +145,7 @@ def apply_set(
         created = int(event.get("created") or 0)
         incoming.append(Incoming(event_id, str(event.get("type")), kind, obj, created, event))
     incoming.sort(key=lambda i: (i.created, i.event_id))
-    _lock(session, incoming)
+    lock_objects(session, [(item.kind, item.obj) for item in incoming])  # then companies, in _map
     rows = _load_rows(session, incoming)
     fetched: dict[tuple[str, str], JSON | None] = {}
     work = Work()
@@ -162,30 +158,6 @@ def apply_set(
         _mark(session, outcomes)
         write_change_log(session)
     return outcomes
-
-
-def _lock(session: Session, incoming: Sequence[Incoming]) -> None:
-    lock_objects(session, [(item.kind, item.obj) for item in incoming])
-
-
-def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
-    """Advisory locks on every object and its customer, in one statement and one global
-    order (concurrent batches and sweep pages then never deadlock on each other)."""
-    if session.get_bind().dialect.name != "postgresql" or not objects:
-        return
-    keys: set[int] = set()
-    for kind, obj in objects:
-        customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
-        if customer:
-            keys.add(lock_key(f"customer:{customer}"))
-        keys.add(lock_key(f"{kind}:{obj['id']}"))
-    session.execute(
-        text(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
-        ),
-        {"keys": sorted(keys)},
-    )
 
 
 def _load_rows(session: Session, incoming: Sequence[Incoming]) -> dict[tuple[str, str], mirror_bulk.State]:
@@ -283,6 +255,7 @@ def _map(
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
     customers = load_customers(session, [*work.customers, *work.synced])
     companies = ensure_companies(session, [*work.customers, *work.synced], ctx.catalog, customers)
+    lock_companies(session, companies.values())
     name_companies(session, list(work.customers), companies, customers)
     if client is not None:
         for sub_id, item in work.invoices.items():

@@ -24,8 +24,8 @@ from sqlmodel import Session
 
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
-from .batch import lock_objects
 from .companies_bulk import ensure_companies, load_customers, name_companies
+from .locks import lock_companies, lock_objects
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
 from .planner_stats import PlannerStats
@@ -37,6 +37,10 @@ from .sweep_pool import PagePool, SweepResult
 log = structlog.get_logger(__name__)
 
 KINDS: tuple[str, ...] = ("product", "price", "customer", "subscription", "subscription_schedule")
+# Kinds whose pages may run at once: the bulk of an account, mapped under customer and company
+# locks. Products link plans and schedules move plans with reads that no lock covers; both
+# are few, and go one page at a time.
+PARALLEL: frozenset[str] = frozenset({"customer", "subscription"})
 DONE = "done"
 Progress = Callable[[str, int], None]
 
@@ -94,6 +98,7 @@ def apply_page(
     previous = mirror_bulk.load(session, kind, [str(o["id"]) for o in objects])
     source_id = f"sweep:{created}"
     states: list[mirror_bulk.State] = []
+    touched: list[str] = []  # stored exactly as listed: only the watermark moves
     remap: list[str] = []  # products, customers and schedules to map
     customers: dict[str, None] = {}  # of subscriptions to map
     for obj in objects:
@@ -103,6 +108,16 @@ def apply_page(
             continue
         if kind == "subscription":
             obj = mirror.complete_items(client, obj)
+        if (
+            before is not None
+            and not before.deleted
+            and (kind != "customer" or before.company_id)
+            and before.data == obj
+        ):
+            touched.append(before.stripe_id)
+            result.stored += 1
+            result.unchanged += 1  # already mapped from this very state: nothing to redo
+            continue
         state = mirror_bulk.new_state(kind, obj, created=created, source_id=source_id, previous=before)
         states.append(state)
         result.stored += 1
@@ -120,6 +135,7 @@ def apply_page(
         elif kind in ("product", "customer", "subscription_schedule"):
             remap.append(state.stripe_id)
     mirror_bulk.upsert(session, kind, states)
+    mirror_bulk.touch(session, kind, touched, created=created, source_id=source_id)
     if kind == "product":
         for product_id in remap:
             product = session.get(StripeProduct, product_id)
@@ -128,6 +144,7 @@ def apply_page(
     wanted = [*(remap if kind == "customer" else ()), *customers]
     known = load_customers(session, wanted)
     companies = ensure_companies(session, wanted, ctx.catalog, known)
+    lock_companies(session, companies.values())
     if kind == "customer":
         name_companies(session, remap, companies, known)
     sync_companies(session, ctx, list(customers), companies)
@@ -171,7 +188,7 @@ def sweep(
             result=result,
             now=moment,
             past_due_grace_days=past_due_grace_days,
-            workers=workers,
+            workers=workers if kind in PARALLEL else 1,
             stats=stats,
             on_progress=on_progress,
         )

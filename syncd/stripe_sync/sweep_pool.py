@@ -17,6 +17,7 @@ SQLite has a single writer: there the pool runs each page in the submitting thre
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -61,12 +62,17 @@ class SweepResult:
 PageFn = Callable[[Session, MappingContext, Sequence[JSON]], SweepResult]
 
 
+# deadlock, serialization failure, and a unique key another writer (the API, say) took first
+_RACES = frozenset({"40P01", "40001", "23505"})
+
+
 def _transient(exc: BaseException) -> bool:
-    """Worth another try: a lost race with another writer, or a lost connection."""
+    """Worth another try: a lost race with another writer, or a lost connection. A retry
+    maps the page afresh against what the other writer committed."""
     if isinstance(exc, OperationalError):
         return True
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(exc, DBAPIError) and code in ("40P01", "40001")
+    return isinstance(exc, DBAPIError) and code in _RACES
 
 
 class PagePool:
@@ -128,7 +134,9 @@ class PagePool:
             return
         while self._inflight and (self._inflight[0].done() or len(self._inflight) >= 2 * self.workers):
             self._inflight.popleft().result()
-        self._inflight.append(self._executor.submit(self._run, index, page))
+        # The job's log context (job, run id) follows the page into the worker thread.
+        context = contextvars.copy_context()
+        self._inflight.append(self._executor.submit(context.run, self._run, index, page))
 
     @retry(
         retry=retry_if_exception(_transient),
@@ -154,14 +162,14 @@ class PagePool:
                         self._through = through
                     self.count += len(page)
                     self.result.add(tally)
+                    if self.on_progress is not None:  # one thread at a time (progress bars)
+                        self.on_progress(self.kind, len(page))
         except Exception:
             self._local.ctx = None  # a retry maps the page with fresh caches
             log.warning("stripe_sweep_page_failed", kind=self.kind, page=index, exc_info=True)
             raise
         if self.stats is not None:
-            self.stats.add(len(page))
-        if self.on_progress is not None:
-            self.on_progress(self.kind, len(page))
+            self.stats.add(tally.stored - tally.unchanged)  # rows written, not merely listed
 
     def _run_end(self, index: int) -> int:
         """The last page of the committed run from the start, counting ``index`` as

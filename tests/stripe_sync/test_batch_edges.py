@@ -91,6 +91,28 @@ def test_a_sweep_page_reaching_one_company_through_two_customers(world: World) -
     assert len(base_rows(world, company_id)) == 1
 
 
+def test_concurrent_sweep_pages_take_turns_on_a_company_two_customers_share(pg_world: World) -> None:
+    """Pages on several threads: customer locks alone let two pages map one company at once
+    (two base plans, or a unique violation); the company locks make them take turns."""
+    world = pg_world
+    ids = world.catalog()
+    firsts = [world.customer(name=f"A{n}") for n in range(8)]
+    sweep(world.engine, world.client, kinds=("customer",), resume=False)
+    shared: list[str] = []
+    for n, first in enumerate(firsts):
+        company_id = world.company(first).id
+        second = world.customer(name=f"B{n}")
+        relink(world, company_id, second)
+        shared.append(company_id)
+        other = "pro_price" if n % 2 else "enterprise_price"  # odd: both on pro
+        world.client.v1.subscriptions.create({"customer": first, "items": [{"price": ids["pro_price"]}]})
+        world.client.v1.subscriptions.create({"customer": second, "items": [{"price": ids[other]}]})
+    sweep(world.engine, world.client, resume=False, page_size=1, workers=4)
+    assert {company_id: len(base_rows(world, company_id)) for company_id in shared} == dict.fromkeys(
+        shared, 1
+    )
+
+
 def test_customers_get_companies_when_bulk_creation_declines(world: World) -> None:
     """Initial-plan credits are issued by the per-customer service: the batch hands over."""
     world.catalog()

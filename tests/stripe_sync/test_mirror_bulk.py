@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlmodel import Session
 
 from syncd import migrate
@@ -69,5 +69,73 @@ def test_upsert_inserts_updates_and_never_overwrites_a_newer_snapshot(database_u
                 previous=mirror_bulk.load(session, "subscription", ["sub_b"])["sub_b"],
             )
             assert still.past_due_since == 100
+    finally:
+        engine.dispose()
+
+
+def test_a_resweep_moves_only_the_watermark_of_rows_stored_exactly_as_listed(database_url: str) -> None:
+    """Unchanged objects get a narrow UPDATE; an object that differs anywhere (even where
+    mapping never looks) is rewritten, so the mirror stays exact."""
+    from syncd.models import utcnow
+    from syncd.stripe_sync.mapping import MappingContext
+    from syncd.stripe_sync.sweep import apply_page
+    from syncd.stripe_sync.sweep_pool import SweepResult
+
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    listed = [sub("sub_a", "active"), sub("sub_b", "active")]
+    try:
+        with Session(engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription",
+                listed,
+                MappingContext(now=utcnow()),
+                created=100,
+                result=SweepResult(),
+            )
+            session.commit()
+        changed = sub("sub_b", "active")
+        changed["metadata"] = {"note": "only the mirror reads this"}
+        again = SweepResult()
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        with Session(engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription",
+                [listed[0], changed],
+                MappingContext(now=utcnow()),
+                created=300,
+                result=again,
+            )
+            session.commit()
+        assert again.stored == 2 and again.unchanged == 2  # neither changes what mapping reads
+        touches = [s for s in statements if s.startswith("UPDATE stripe_subscription SET source_created")]
+        assert len(touches) == 1  # sub_a: the narrow update, in one statement
+        with Session(engine) as session:
+            a = session.get(StripeSubscription, "sub_a")
+            b = session.get(StripeSubscription, "sub_b")
+            assert a is not None and b is not None
+            assert (a.source_created, a.source_id) == (300, "sweep:300")  # watermark moved
+            assert a.data == listed[0]
+            assert (b.source_created, b.data["metadata"]) == (300, {"note": "only the mirror reads this"})
+        # An older listing never moves a watermark back.
+        with Session(engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription",
+                listed,
+                MappingContext(now=utcnow()),
+                created=200,
+                result=SweepResult(),
+            )
+            session.commit()
+        with Session(engine) as session:
+            a = session.get(StripeSubscription, "sub_a")
+            assert a is not None and a.source_created == 300
     finally:
         engine.dispose()

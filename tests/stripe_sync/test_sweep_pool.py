@@ -18,7 +18,7 @@ from sqlmodel import Session
 from syncd import migrate
 from syncd.db import make_engine
 from syncd.models import SyncCursor, utcnow
-from syncd.stripe_sync.batch import lock_objects
+from syncd.stripe_sync.locks import lock_objects
 from syncd.stripe_sync.mapping import MappingContext
 from syncd.stripe_sync.normalize import JSON
 from syncd.stripe_sync.planner_stats import PlannerStats
@@ -187,3 +187,21 @@ def test_on_sqlite_pages_run_in_the_calling_thread(sqlite_url: str) -> None:
     assert pool.workers == 1 and set(threads) == {threading.current_thread().name}
     assert read_cursor(eng, "sweep:customer")[0] == "obj_2_1"
     eng.dispose()
+
+
+def test_worker_threads_log_with_the_callers_context(engine: Engine) -> None:
+    """A nightly job binds its name and run id; a page's log lines on a worker carry them."""
+    import structlog
+
+    seen: list[dict[str, Any]] = []
+
+    def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
+        seen.append(structlog.contextvars.get_contextvars())
+        return SweepResult(stored=len(page))
+
+    with structlog.contextvars.bound_contextvars(job="reconcile_stripe", job_run="r1"):
+        pool = _pool(engine, apply, workers=2)
+        with pool:
+            for page in _pages(3):
+                pool.submit(page)
+    assert seen and all(found.get("job_run") == "r1" for found in seen)

@@ -1,0 +1,53 @@
+"""Who may write a customer's, an object's or a company's rows right now (Postgres).
+
+Webhook batches, the per-event fallback, sweep pages and the access-expiry job can all run at
+once (threads, the applier process, replicas). They take transaction-scoped advisory locks
+named ``customer:<id>``, ``<kind>:<id>`` and ``company:<id>``: customers and objects first,
+then the companies they resolve to, each set in one sorted statement, so two holders never
+wait on each other. SQLite has one writer at a time and needs none of this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from .normalize import JSON, ref_id
+
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered"
+)
+
+
+def lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
+    """Every object's lock and its customer's, in one statement."""
+    names: set[str] = set()
+    for kind, obj in objects:
+        customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
+        if customer:
+            names.add(f"customer:{customer}")
+        names.add(f"{kind}:{obj['id']}")
+    advisory_locks(session, names)
+
+
+def lock_companies(session: Session, company_ids: Iterable[str]) -> None:
+    """Companies about to be mapped. A company can be reached through several customers,
+    whose locks alone would let two writers map it at once."""
+    advisory_locks(session, {f"company:{company_id}" for company_id in company_ids})
+
+
+def advisory_locks(session: Session, names: Iterable[str]) -> None:
+    """Take these locks (held to the end of the transaction), in one sorted statement."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({lock_key(name) for name in names})
+    if keys:
+        session.execute(_LOCK, {"keys": keys})
