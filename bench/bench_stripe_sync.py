@@ -66,7 +66,7 @@ from syncd.stripe_sync.applier_process import uses_process
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
 from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.planner_stats import PlannerStats
-from syncd.stripe_sync.sweep import page_pool
+from syncd.stripe_sync.sweep import PAGE_SIZE, page_pool
 from syncd.stripe_sync.sweep_pool import SweepResult
 
 SECRET = "whsec_bench"  # noqa: S105 (a throwaway local webhook secret)
@@ -601,13 +601,13 @@ def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str,
                     stats=stats,
                 )
                 with pool:
-                    for start in range(0, customers, 100):
+                    for start in range(0, customers, PAGE_SIZE):
                         pool.submit(
                             [
                                 {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
                                 if kind == "customer"
                                 else subscription_for(f"s{n}", created, 3)
-                                for n in range(start, min(customers, start + 100))
+                                for n in range(start, min(customers, start + PAGE_SIZE))
                             ]
                         )
 

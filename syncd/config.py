@@ -309,9 +309,9 @@ def _validate(settings: Settings) -> None:
             "process needs Postgres (it is woken by LISTEN/NOTIFY)",
             "use auto or thread with SQLite",
         )
-    if not 1 <= s.stripe.sweep_workers <= 16:
+    if not 1 <= s.stripe.sweep_workers <= 8:
         raise ConfigError(
-            "stripe.sweep_workers", f"must be 1 to 16, not {s.stripe.sweep_workers}", "2 suits most hosts"
+            "stripe.sweep_workers", f"must be 1 to 8, not {s.stripe.sweep_workers}", "2 suits most hosts"
         )
     sch = s.scheduler
     if not 0 < sch.lease_renew_s < sch.lease_ttl_s:

@@ -82,7 +82,7 @@ def test_secret_in_config_file_is_refused(tmp_path: Path) -> None:
         ({"SYNCD_SCHEDULER_ENABLED": "perhaps"}, "scheduler.enabled", "true or false"),
         ({"SYNCD_STRIPE_API_KEY": "pk_test_public"}, "stripe.api_key", "sk_"),
         ({"SYNCD_DATABASE_URL": "not a url"}, "database.url", "SYNCD_DATABASE_URL"),
-        ({"SYNCD_STRIPE_SWEEP_WORKERS": "0"}, "stripe.sweep_workers", "1 to 16"),
+        ({"SYNCD_STRIPE_SWEEP_WORKERS": "0"}, "stripe.sweep_workers", "1 to 8"),
     ],
 )
 def test_invalid_values_name_the_key_and_the_fix(

@@ -2,9 +2,9 @@
 
 Webhook batches, the per-event fallback, sweep pages and the access-expiry job can all run at
 once (threads, the applier process, replicas). They take transaction-scoped advisory locks
-named ``customer:<id>``, ``<kind>:<id>`` and ``company:<id>``: customers and objects first,
-then the companies they resolve to, each set in one sorted statement, so two holders never
-wait on each other. SQLite has one writer at a time and needs none of this.
+named ``customer:<id>`` (or ``<kind>:<id>`` for objects without a customer) and then
+``company:<id>`` for the companies those resolve to, each set in one sorted statement, so two
+holders of sets never wait on each other. SQLite has one writer at a time and needs none of this.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ def lock_key(name: str) -> int:
 
 
 def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
-    """Every object's lock and its customer's, in one statement."""
+    """Each object's customer's lock (every writer of a customer's objects takes it), or the
+    object's own for objects without a customer (products, prices), in one statement. One
+    lock per customer keeps a 250-object sweep page well inside Postgres's shared lock table
+    (``max_locks_per_transaction`` x connections)."""
     names: set[str] = set()
     for kind, obj in objects:
         customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
-        if customer:
-            names.add(f"customer:{customer}")
-        names.add(f"{kind}:{obj['id']}")
+        names.add(f"customer:{customer}" if customer else f"{kind}:{obj['id']}")
     advisory_locks(session, names)
 
 

@@ -1,10 +1,11 @@
 """The resumable full sweep: every product, price, customer, subscription (``status=all``) and
 schedule, listed from Stripe and applied page by page.
 
-Each page (100 objects) is one transaction: mirror rows plus their domain mapping plus the
-sweep cursor for that object type (``sweep:<kind>`` = last id done). An interrupted sweep
-therefore resumes after the last committed page, and memory stays flat whatever the account
-size. Kinds run in dependency order (products link plans before subscriptions are mapped).
+Each page (``PAGE_SIZE`` listed objects) is one transaction: mirror rows plus their domain
+mapping plus the sweep cursor for that object type (``sweep:<kind>`` = last id done). An
+interrupted sweep therefore resumes after the last committed page, and memory stays flat
+whatever the account size. Kinds run in dependency order (products link plans before
+subscriptions are mapped).
 
 Watermark: a listed object is at least as new as every event created before the listing
 started, so rows are stored with the newest event time seen at the start (``T0``); a row
@@ -41,6 +42,10 @@ KINDS: tuple[str, ...] = ("product", "price", "customer", "subscription", "subsc
 # locks. Products link plans and schedules move plans with reads that no lock covers; both
 # are few, and go one page at a time.
 PARALLEL: frozenset[str] = frozenset({"customer", "subscription"})
+# Objects per transaction: Stripe lists 100 at a time; a transaction of a few listed pages
+# costs a third less per object than one per listed page (its statements, locks and commit
+# are shared), while its locks (two per object at most) stay far below Postgres's lock table.
+PAGE_SIZE = 250
 DONE = "done"
 Progress = Callable[[str, int], None]
 
@@ -161,7 +166,7 @@ def sweep(
     *,
     kinds: Sequence[str] = KINDS,
     resume: bool = True,
-    page_size: int = 100,
+    page_size: int = PAGE_SIZE,
     workers: int = 2,
     past_due_grace_days: int = 0,
     now: datetime | None = None,
