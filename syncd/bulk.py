@@ -123,9 +123,20 @@ def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str,
     return None if "\\u0000" in document else {"rows": document}
 
 
+# The last datetime encoded and its text: a batch's rows share one ``now`` (rebound as one
+# tuple, so threads never see a datetime paired with another's text).
+_last: tuple[datetime | None, str] = (None, "")
+
+
 def _encode(value: Any) -> str:
+    global _last
     if isinstance(value, datetime):
+        last = _last
+        if last[0] is value:
+            return last[1]
         if value.tzinfo is None:
             raise ValueError("naive datetime stored; use aware UTC datetimes")
-        return value.astimezone(UTC).isoformat()
+        text = value.astimezone(UTC).isoformat()
+        _last = (value, text)
+        return text
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")

@@ -89,10 +89,19 @@ class PendingWrites:
                 session.execute(insert(table).inline(), new)
 
 
+_last: tuple[datetime | None, str] = (None, "")  # as in bulk: a batch's rows share ``now``
+
+
 def _json(value: Any) -> Any:
     """JSON mode as pydantic renders it (UTC datetimes end in ``Z``)."""
+    global _last
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        last = _last
+        if last[0] is value:
+            return last[1]
+        text = value.isoformat().replace("+00:00", "Z")
+        _last = (value, text)
+        return text
     return value
 
 

@@ -112,3 +112,26 @@ def test_a_failing_request_in_a_group_fails_alone(store: EntitlementStore) -> No
     store.follow()
     entitlement = store.check({"slug": "a"}, None, "api-calls").entitlement
     assert entitlement is not None and entitlement.usage == 2
+
+
+def test_change_log_rows_keep_their_order_and_payloads_even_with_a_nul(store: EntitlementStore) -> None:
+    """Postgres writes a transaction's rows as one JSON document, except when a payload holds
+    a NUL (its JSON functions refuse ``\\u0000``): those go as array literals. Both paths keep
+    the recording order and the exact payloads."""
+    from syncd.services.changes import record_event
+
+    a, b = store.resolve_company({"slug": "a"}), store.resolve_company({"slug": "b"})
+    assert a and b
+    for name in ("plain", "with\x00nul"):
+        with session_scope(store._engine) as session:
+            record_event(session, "company.renamed", a, {"name": name, "quote": '"q"\\'})
+            record_event(session, "company.renamed", b, {"name": name})
+            record_event(session, "catalog.changed", None, {})
+        last = _rows(store)[-3:]
+        assert [(r.topic, r.company_id) for r in last] == [
+            ("company.renamed", a),
+            ("company.renamed", b),
+            ("catalog.changed", None),
+        ]
+        assert last[0].payload == {"name": name, "quote": '"q"\\'}
+        assert last[0].id < last[1].id < last[2].id
