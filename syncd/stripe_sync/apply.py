@@ -26,7 +26,7 @@ from typing import Any, TypeGuard
 
 import stripe
 import structlog
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
@@ -38,9 +38,9 @@ from . import mirror
 from .batch import apply_set, claim_next
 from .catalog_cache import catalog_for
 from .inbox import is_relevant
-from .locks import lock_key
+from .locks import lock_objects
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
-from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, ref_id, subscription_view
+from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, subscription_view
 from .rows import PendingWrites
 from .schedules import map_schedule, sync_schedules
 
@@ -351,8 +351,7 @@ def apply_event(
     if kind not in mirror.MODELS:
         return "ignored"  # e.g. entitlement summaries and test clocks: nothing mirrored
     event_id, created = str(event["id"]), int(event.get("created") or 0)
-    customer = str(obj["id"]) if kind == "customer" else ref_id(obj.get("customer"))
-    serialize(session, [f"customer:{customer}" if customer else None, f"{kind}:{obj['id']}"])
+    lock_objects(session, [(kind, obj)])  # the lock batches and sweep pages take for it
     row = mirror.get_row(session, kind, str(obj["id"]), lock=True)
     verdict = mirror.compare(row, created, event_id)
     if verdict in ("stale", "same"):
@@ -378,19 +377,6 @@ def apply_event(
         return "applied"
     map_row(session, client, kind, row, ctx, options, created=created, source_id=event_id)
     return "applied"
-
-
-def serialize(session: Session, keys: Sequence[str | None]) -> None:
-    """Concurrent appliers (threads, replicas) take turns per customer and per object.
-
-    Transaction-scoped Postgres advisory locks, always customer before object, so two events
-    for one customer never both create its company or both insert a mirror row. SQLite runs
-    one writer at a time anyway (see ``apply_one``)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for key in keys:
-        if key:
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(key)})
 
 
 def map_row(

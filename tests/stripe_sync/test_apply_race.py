@@ -30,7 +30,7 @@ def _customer_created(cus: str) -> dict[str, Any]:
 
 
 def _lock_key(name: str) -> int:
-    # The key syncd's applier locks for a customer (stripe_sync.apply.serialize).
+    # The key syncd's applier locks for a customer (stripe_sync.locks.lock_objects).
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
