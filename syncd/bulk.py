@@ -16,6 +16,7 @@ a JSON column is JSON ``null``, as SQLAlchemy's JSON type binds it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -117,10 +118,23 @@ def _update(table: Table, key: str, names: tuple[str, ...]) -> Update:
 
 def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str] | None:
     """The rows as the one JSON parameter of :func:`unnested`; None when they cannot travel
-    that way: ``json_to_recordset`` refuses a ``\\u0000`` anywhere in the document (a
-    ``json`` column stores it fine), so such rows go the ``executemany`` way instead."""
+    that way (:func:`refused`): such rows go the ``executemany`` way instead."""
     document = json.dumps([{name: row[name] for name in names} for row in rows], default=_encode)
-    return None if "\\u0000" in document else {"rows": document}
+    return None if refused(document) else {"rows": document}
+
+
+# What Postgres's JSON functions refuse in a document a ``json`` column would store as it is:
+# the escape \u0000, and lone UTF-16 surrogates (``json.dumps`` writes one as \udXXX; a valid
+# pair, an emoji say, is fine). An escaped backslash before such text only makes a false
+# positive: the rows then take the slower path, never a failing one.
+_REFUSED = re.compile(
+    r"\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+)
+
+
+def refused(document: str) -> bool:
+    """Whether Postgres's JSON functions would refuse this ``json.dumps`` output."""
+    return ("\\u0000" in document or "\\ud" in document) and _REFUSED.search(document) is not None
 
 
 # The last datetime encoded and its text: a batch's rows share one ``now`` (rebound as one

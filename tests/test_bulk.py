@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,14 +107,21 @@ def test_naive_datetimes_are_refused(postgres_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_rows_json_to_recordset_cannot_carry_are_still_written(postgres_url: str) -> None:
-    """A NUL character in a JSON value (valid JSON, stored fine by a ``json`` column) makes
-    ``json_to_recordset`` fail: such rows take the one-row-per-execution way."""
+@pytest.mark.parametrize(
+    "note",
+    ["a\x00b", "lone \ud800 high", "lone \udc00 low", "emoji \U0001f600 pair"],
+    ids=["nul", "lone-high", "lone-low", "emoji"],
+)
+def test_rows_json_to_recordset_cannot_carry_are_still_written(postgres_url: str, note: str) -> None:
+    """A NUL or a lone surrogate in a JSON value (valid JSON, stored fine by a ``json``
+    column) makes ``json_to_recordset`` fail: such rows take the one-row-per-execution way.
+    An emoji (a valid surrogate pair once escaped) goes the bulk way."""
     from syncd.stripe_sync import mirror_bulk
 
+    assert bulk.refused(json.dumps(note)) == ("emoji" not in note)
     engine = make_engine(postgres_url)
     migrate.upgrade(engine)
-    odd = {"id": "cus_nul", "object": "customer", "metadata": {"note": "a\x00b"}}
+    odd = {"id": "cus_nul", "object": "customer", "metadata": {"note": note}}
     with Session(engine) as session:
         bulk.insert_rows(
             session,
@@ -134,5 +142,5 @@ def test_rows_json_to_recordset_cannot_carry_are_still_written(postgres_url: str
         after = session.execute(select(_table(AuditLog).c.after).where(_table(AuditLog).c.action == "nul"))
         assert after.scalar_one() == odd
         stored = mirror_bulk.load(session, "customer", ["cus_nul"])["cus_nul"]
-        assert stored.data["metadata"]["note"] == "a\x00b"
+        assert stored.data["metadata"]["note"] == note
     engine.dispose()

@@ -29,6 +29,7 @@ from sqlalchemy import Table, event, insert, text
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from ..bulk import refused
 from ..models import ChangeLog, utcnow
 from .pgarray import text_array
 
@@ -191,8 +192,8 @@ _PG_INSERT = text(
     " SELECT e->>'t', e->>'c', e->'p', :now FROM serialized,"
     " json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS x(e, n) ORDER BY n"
 )
-# Postgres's JSON functions refuse a \u0000 anywhere in a document (a json column stores it
-# fine): such a batch goes as array literals, one JSON text per payload.
+# Postgres's JSON functions refuse a \u0000 or a lone surrogate anywhere in a document (a json
+# column stores them fine): such a batch goes as array literals, one JSON text per payload.
 _PG_INSERT_ARRAYS = text(
     "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k))"
     " INSERT INTO change_log (topic, company_id, payload, created_at)"
@@ -204,7 +205,7 @@ _PG_INSERT_ARRAYS = text(
 
 def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> None:
     document = json.dumps([{"t": r["topic"], "c": r["company_id"], "p": r["payload"]} for r in rows])
-    if "\\u0000" not in document:
+    if not refused(document):
         session.execute(_PG_INSERT, {"now": now, "k": CHANGE_LOG_LOCK, "rows": document})
         return
     payloads = (json.dumps(r["payload"]) for r in rows)

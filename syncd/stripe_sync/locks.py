@@ -39,10 +39,20 @@ def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
     advisory_locks(session, names)
 
 
+# Advisory locks share Postgres's lock table (64 x connections by default): a transaction
+# re-mapping every customer of a newly linked product must not fill it.
+COMPANY_LOCKS_MAX = 1_000
+
+
 def lock_companies(session: Session, company_ids: Iterable[str]) -> None:
-    """Companies about to be mapped. A company can be reached through several customers,
-    whose locks alone would let two writers map it at once."""
-    advisory_locks(session, {f"company:{company_id}" for company_id in company_ids})
+    """Companies about to be mapped (batches and sweep pages, right after their customers'
+    locks, before any mapping write). A company can be reached through several customers,
+    whose locks alone would let two writers map it at once. A larger set (a product's
+    re-link re-maps all its subscribers) goes without: it is rare, and running out of
+    shared lock memory would fail it outright."""
+    names = {f"company:{company_id}" for company_id in company_ids}
+    if len(names) <= COMPANY_LOCKS_MAX:
+        advisory_locks(session, names)
 
 
 def advisory_locks(session: Session, names: Iterable[str]) -> None:

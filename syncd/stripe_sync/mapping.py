@@ -50,7 +50,6 @@ from ..services.companies import upsert_company
 from ..services.company_plans import _classify, company_plan_rows, published_version, update_company_plans
 from ..services.traits import set_traits
 from . import rows
-from .locks import lock_companies
 from .normalize import GRANTING, ItemView, SubscriptionView, metadata, subscription_view
 
 CUSTOMER_KEY = "stripe_customer_id"
@@ -453,8 +452,6 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     company_id = ctx._company_of.pop(customer_id, None) or ensure_company(session, customer_id)
     known = company_id in ctx._known  # preloaded: its downgrades and grants are in ctx
     ctx._known.discard(company_id)
-    if not known:  # batches and sweep pages lock their companies before preloading them
-        lock_companies(session, [company_id])
     base, add_ons = expected_plans(claims_for(session, customer_id, ctx))
 
     plan_rows = ctx._company_plans.pop(company_id, None) if known else None

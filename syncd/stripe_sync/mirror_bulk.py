@@ -40,6 +40,7 @@ class State:
     company_id: str | None = None  # customers (never written here: the mapping links it)
     status: str | None = None  # subscriptions
     columns: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, Any] = field(default_factory=dict)  # loaded rows: livemode + ``columns`` as stored
 
 
 def table_of(kind: str) -> Table:
@@ -63,6 +64,7 @@ def load(session: Session, kind: str, ids: Collection[str], *, lock: bool = Fals
             values["source_created"],
             values["source_id"],
             **{name: values[name] for name in extra},
+            stored={name: values[name] for name in _DERIVED[kind]},
         )
     return found
 
@@ -73,13 +75,35 @@ _EXTRA = {
 }
 
 
+# What a row holds besides the object itself and its watermark: livemode and the columns
+# ``mirror.columns`` derives from the object (``company_id`` and ``past_due_since`` are not
+# derived from the object alone).
+_DERIVED = {
+    kind: [
+        column.name
+        for column in table_of(kind).c
+        if column.name
+        not in {
+            "stripe_id",
+            "data",
+            "deleted",
+            "source_created",
+            "source_id",
+            "synced_at",
+            "company_id",
+            "past_due_since",
+        }
+    ]
+    for kind in MODELS
+}
+
+
 @cache
 def _load_query(dialect: str, kind: str, lock: bool) -> Any:
     table = table_of(kind)
-    wanted = [table.c[name] for name in ("stripe_id", "data", "deleted", "source_created", "source_id")]
-    query = select(*wanted, *(table.c[name] for name in _EXTRA[kind])).where(
-        any_of(dialect, table.c.stripe_id, "ids")
-    )
+    base = ("stripe_id", "data", "deleted", "source_created", "source_id")
+    names = dict.fromkeys([*base, *_EXTRA[kind], *_DERIVED[kind]])
+    query = select(*(table.c[name] for name in names)).where(any_of(dialect, table.c.stripe_id, "ids"))
     return query.with_for_update() if lock and dialect == "postgresql" else query
 
 
@@ -141,6 +165,20 @@ def upsert(session: Session, kind: str, states: Iterable[State]) -> int:
     else:  # one statement, the rows as one JSON document
         session.execute(_pg_upsert(table, names), document)
     return len(rows)
+
+
+def stored_as_listed(kind: str, before: State | None, obj: JSON, created: int) -> bool:
+    """Whether the row already holds exactly what storing ``obj`` would write, but for the
+    watermark: the same object, livemode, derived columns and past_due start (a row written
+    before a column existed, or by older code, is rewritten instead)."""
+    if before is None or before.deleted or before.data != obj:
+        return False
+    if before.stored != {"livemode": bool(obj.get("livemode")), **columns(kind, obj)}:
+        return False
+    if kind == "subscription":
+        since = past_due_since(before.status, before.status, before.past_due_since, created)
+        return since == before.past_due_since
+    return True
 
 
 def touch(session: Session, kind: str, ids: Collection[str], *, created: int, source_id: str) -> None:

@@ -113,12 +113,8 @@ def apply_page(
             continue
         if kind == "subscription":
             obj = mirror.complete_items(client, obj)
-        if (
-            before is not None
-            and not before.deleted
-            and (kind != "customer" or before.company_id)
-            and before.data == obj
-        ):
+        linked = kind != "customer" or (before is not None and before.company_id)
+        if before is not None and linked and mirror_bulk.stored_as_listed(kind, before, obj, created):
             touched.append(before.stripe_id)
             result.stored += 1
             result.unchanged += 1  # already mapped from this very state: nothing to redo

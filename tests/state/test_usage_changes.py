@@ -116,13 +116,14 @@ def test_a_failing_request_in_a_group_fails_alone(store: EntitlementStore) -> No
 
 def test_change_log_rows_keep_their_order_and_payloads_even_with_a_nul(store: EntitlementStore) -> None:
     """Postgres writes a transaction's rows as one JSON document, except when a payload holds
-    a NUL (its JSON functions refuse ``\\u0000``): those go as array literals. Both paths keep
+    a NUL or a lone surrogate (its JSON functions refuse them): those go as array literals. Both
+    paths keep
     the recording order and the exact payloads."""
     from syncd.services.changes import record_event
 
     a, b = store.resolve_company({"slug": "a"}), store.resolve_company({"slug": "b"})
     assert a and b
-    for name in ("plain", "with\x00nul"):
+    for name in ("plain", "with\x00nul", "lone \ud800 surrogate", "emoji \U0001f600"):
         with session_scope(store._engine) as session:
             record_event(session, "company.renamed", a, {"name": name, "quote": '"q"\\'})
             record_event(session, "company.renamed", b, {"name": name})

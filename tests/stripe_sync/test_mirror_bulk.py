@@ -139,3 +139,51 @@ def test_a_resweep_moves_only_the_watermark_of_rows_stored_exactly_as_listed(dat
             assert a is not None and a.source_created == 300
     finally:
         engine.dispose()
+
+
+def test_a_resweep_rewrites_a_row_whose_derived_columns_are_stale(database_url: str) -> None:
+    """Same object, but the row's columns are not what storing it would write (written before
+    a column existed, or by older code): the full write fixes them, not the narrow one."""
+    from sqlalchemy import update
+
+    from syncd.models import utcnow
+    from syncd.stripe_sync.mapping import MappingContext
+    from syncd.stripe_sync.sweep import apply_page
+    from syncd.stripe_sync.sweep_pool import SweepResult
+
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    listed = [sub("sub_p", "past_due")]
+    try:
+        with Session(engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription",
+                listed,
+                MappingContext(now=utcnow()),
+                created=100,
+                result=SweepResult(),
+            )
+            session.commit()
+        table = mirror_bulk.table_of("subscription")
+        with Session(engine) as session:
+            session.execute(update(table).values(past_due_since=None, customer_id=None))
+            session.commit()
+        with Session(engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription",
+                listed,
+                MappingContext(now=utcnow()),
+                created=300,
+                result=SweepResult(),
+            )
+            session.commit()
+        with Session(engine) as session:
+            row = session.get(StripeSubscription, "sub_p")
+            assert row is not None
+            assert (row.customer_id, row.past_due_since, row.source_created) == ("cus_1", 300, 300)
+    finally:
+        engine.dispose()

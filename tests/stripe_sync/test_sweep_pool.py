@@ -205,3 +205,23 @@ def test_worker_threads_log_with_the_callers_context(engine: Engine) -> None:
             for page in _pages(3):
                 pool.submit(page)
     assert seen and all(found.get("job_run") == "r1" for found in seen)
+
+
+def test_company_locks_stay_inside_the_lock_table(engine: Engine) -> None:
+    """A page's companies are locked; a product re-link re-mapping thousands of companies in
+    one transaction goes without (the shared lock table would run out)."""
+    from syncd.stripe_sync.locks import COMPANY_LOCKS_MAX, lock_companies
+
+    def advisory_held(session: Session) -> int:
+        return int(
+            session.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+            ).scalar_one()
+        )
+
+    with Session(engine) as session:
+        lock_companies(session, [f"comp_{n}" for n in range(250)])
+        assert advisory_held(session) == 250
+    with Session(engine) as session:
+        lock_companies(session, [f"comp_{n}" for n in range(COMPANY_LOCKS_MAX + 1)])
+        assert advisory_held(session) == 0
