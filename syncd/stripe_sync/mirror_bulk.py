@@ -78,24 +78,19 @@ _EXTRA = {
 # What a row holds besides the object itself and its watermark: livemode and the columns
 # ``mirror.columns`` derives from the object (``company_id`` and ``past_due_since`` are not
 # derived from the object alone).
-_DERIVED = {
-    kind: [
-        column.name
-        for column in table_of(kind).c
-        if column.name
-        not in {
-            "stripe_id",
-            "data",
-            "deleted",
-            "source_created",
-            "source_id",
-            "synced_at",
-            "company_id",
-            "past_due_since",
-        }
-    ]
-    for kind in MODELS
-}
+_NOT_DERIVED = frozenset(
+    {
+        "stripe_id",
+        "data",
+        "deleted",
+        "source_created",
+        "source_id",
+        "synced_at",
+        "company_id",
+        "past_due_since",
+    }
+)
+_DERIVED = {kind: [c.name for c in table_of(kind).c if c.name not in _NOT_DERIVED] for kind in MODELS}
 
 
 @cache

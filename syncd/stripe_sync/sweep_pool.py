@@ -2,9 +2,9 @@
 
 A page's work is about half Python (mapping, row building) and half waiting on Postgres, so
 one thread leaves a core idle; with two, one thread maps while the other's page is in the
-database. Pages of one kind are independent except through shared customers, and each page
-takes its objects' and customers' advisory locks first (the webhook applier takes the same),
-so two pages never map one customer at the same time.
+database. Pages of one kind are independent except through shared customers and companies,
+and each page takes its customers' and then its companies' advisory locks (:mod:`.locks`; the
+webhook applier takes the same), so two pages never map one company at the same time.
 
 The cursor (``sweep:<kind>``) must never pass an uncommitted page, although pages may commit
 out of order. Each page's transaction therefore writes the end of the longest run of pages
