@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -137,20 +137,33 @@ def refused(document: str) -> bool:
     return ("\\u0000" in document or "\\ud" in document) and _REFUSED.search(document) is not None
 
 
-# The last datetime encoded and its text: a batch's rows share one ``now`` (rebound as one
-# tuple, so threads never see a datetime paired with another's text).
-_last: tuple[datetime | None, str] = (None, "")
+class LastFormatted:
+    """Formats datetimes, remembering the last one: a batch's rows share one ``now``. The memo
+    is rebound as one tuple, so threads never see a datetime paired with another's text."""
+
+    def __init__(self, format_: Callable[[datetime], str]) -> None:
+        self._format = format_
+        self._last: tuple[datetime | None, str] = (None, "")
+
+    def __call__(self, value: datetime) -> str:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        text = self._format(value)
+        self._last = (value, text)
+        return text
+
+
+def _aware_iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime stored; use aware UTC datetimes")
+    return value.astimezone(UTC).isoformat()
+
+
+_iso = LastFormatted(_aware_iso)
 
 
 def _encode(value: Any) -> str:
-    global _last
     if isinstance(value, datetime):
-        last = _last
-        if last[0] is value:
-            return last[1]
-        if value.tzinfo is None:
-            raise ValueError("naive datetime stored; use aware UTC datetimes")
-        text = value.astimezone(UTC).isoformat()
-        _last = (value, text)
-        return text
+        return _iso(value)
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")

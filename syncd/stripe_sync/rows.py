@@ -89,20 +89,12 @@ class PendingWrites:
                 session.execute(insert(table).inline(), new)
 
 
-_last: tuple[datetime | None, str] = (None, "")  # as in bulk: a batch's rows share ``now``
+_z_iso = bulk.LastFormatted(lambda value: value.isoformat().replace("+00:00", "Z"))
 
 
 def _json(value: Any) -> Any:
     """JSON mode as pydantic renders it (UTC datetimes end in ``Z``)."""
-    global _last
-    if isinstance(value, datetime):
-        last = _last
-        if last[0] is value:
-            return last[1]
-        text = value.isoformat().replace("+00:00", "Z")
-        _last = (value, text)
-        return text
-    return value
+    return _z_iso(value) if isinstance(value, datetime) else value
 
 
 def snapshot(row: Row) -> Row:

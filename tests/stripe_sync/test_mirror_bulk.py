@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from syncd import migrate
-from syncd.models import StripeSubscription
+from syncd.models import StripeSubscription, utcnow
 from syncd.stripe_sync import mirror_bulk
+from syncd.stripe_sync.mapping import MappingContext
+from syncd.stripe_sync.sweep import apply_page
+from syncd.stripe_sync.sweep_pool import SweepResult
 
 
 def sub(sub_id: str, status: str, quantity: int = 1) -> dict[str, object]:
@@ -19,6 +23,23 @@ def sub(sub_id: str, status: str, quantity: int = 1) -> dict[str, object]:
         "status": status,
         "items": {"object": "list", "data": [item], "has_more": False},
     }
+
+
+def sweep_page(engine: Engine, listed: list[dict[str, object]], created: int) -> SweepResult:
+    """One sweep page of subscriptions, committed; returns its tally."""
+    result = SweepResult()
+    with Session(engine) as session:
+        apply_page(
+            session,
+            None,
+            "subscription",
+            listed,
+            MappingContext(now=utcnow()),
+            created=created,
+            result=result,
+        )
+        session.commit()
+    return result
 
 
 def test_upsert_inserts_updates_and_never_overwrites_a_newer_snapshot(database_url: str) -> None:
@@ -76,42 +97,16 @@ def test_upsert_inserts_updates_and_never_overwrites_a_newer_snapshot(database_u
 def test_a_resweep_moves_only_the_watermark_of_rows_stored_exactly_as_listed(database_url: str) -> None:
     """Unchanged objects get a narrow UPDATE; an object that differs anywhere (even where
     mapping never looks) is rewritten, so the mirror stays exact."""
-    from syncd.models import utcnow
-    from syncd.stripe_sync.mapping import MappingContext
-    from syncd.stripe_sync.sweep import apply_page
-    from syncd.stripe_sync.sweep_pool import SweepResult
-
     engine = create_engine(database_url)
     migrate.upgrade(engine)
     listed = [sub("sub_a", "active"), sub("sub_b", "active")]
     try:
-        with Session(engine) as session:
-            apply_page(
-                session,
-                None,
-                "subscription",
-                listed,
-                MappingContext(now=utcnow()),
-                created=100,
-                result=SweepResult(),
-            )
-            session.commit()
+        sweep_page(engine, listed, 100)
         changed = sub("sub_b", "active")
         changed["metadata"] = {"note": "only the mirror reads this"}
-        again = SweepResult()
         statements: list[str] = []
         event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        with Session(engine) as session:
-            apply_page(
-                session,
-                None,
-                "subscription",
-                [listed[0], changed],
-                MappingContext(now=utcnow()),
-                created=300,
-                result=again,
-            )
-            session.commit()
+        again = sweep_page(engine, [listed[0], changed], 300)
         assert again.stored == 2 and again.unchanged == 2  # neither changes what mapping reads
         touches = [s for s in statements if s.startswith("UPDATE stripe_subscription SET source_created")]
         assert len(touches) == 1  # sub_a: the narrow update, in one statement
@@ -123,17 +118,7 @@ def test_a_resweep_moves_only_the_watermark_of_rows_stored_exactly_as_listed(dat
             assert a.data == listed[0]
             assert (b.source_created, b.data["metadata"]) == (300, {"note": "only the mirror reads this"})
         # An older listing never moves a watermark back.
-        with Session(engine) as session:
-            apply_page(
-                session,
-                None,
-                "subscription",
-                listed,
-                MappingContext(now=utcnow()),
-                created=200,
-                result=SweepResult(),
-            )
-            session.commit()
+        sweep_page(engine, listed, 200)
         with Session(engine) as session:
             a = session.get(StripeSubscription, "sub_a")
             assert a is not None and a.source_created == 300
@@ -146,41 +131,16 @@ def test_a_resweep_rewrites_a_row_whose_derived_columns_are_stale(database_url: 
     a column existed, or by older code): the full write fixes them, not the narrow one."""
     from sqlalchemy import update
 
-    from syncd.models import utcnow
-    from syncd.stripe_sync.mapping import MappingContext
-    from syncd.stripe_sync.sweep import apply_page
-    from syncd.stripe_sync.sweep_pool import SweepResult
-
     engine = create_engine(database_url)
     migrate.upgrade(engine)
     listed = [sub("sub_p", "past_due")]
     try:
-        with Session(engine) as session:
-            apply_page(
-                session,
-                None,
-                "subscription",
-                listed,
-                MappingContext(now=utcnow()),
-                created=100,
-                result=SweepResult(),
-            )
-            session.commit()
+        sweep_page(engine, listed, 100)
         table = mirror_bulk.table_of("subscription")
         with Session(engine) as session:
             session.execute(update(table).values(past_due_since=None, customer_id=None))
             session.commit()
-        with Session(engine) as session:
-            apply_page(
-                session,
-                None,
-                "subscription",
-                listed,
-                MappingContext(now=utcnow()),
-                created=300,
-                result=SweepResult(),
-            )
-            session.commit()
+        sweep_page(engine, listed, 300)
         with Session(engine) as session:
             row = session.get(StripeSubscription, "sub_p")
             assert row is not None
