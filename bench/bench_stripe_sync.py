@@ -66,7 +66,7 @@ from syncd.stripe_sync.applier_process import uses_process
 from syncd.stripe_sync.apply import ApplyOptions, apply_pending
 from syncd.stripe_sync.inbox import store_event
 from syncd.stripe_sync.planner_stats import PlannerStats
-from syncd.stripe_sync.sweep import PAGE_SIZE, page_pool
+from syncd.stripe_sync.sweep import PAGE_SIZE, link_customers, page_pool
 from syncd.stripe_sync.sweep_pool import SweepResult
 
 SECRET = "whsec_bench"  # noqa: S105 (a throwaway local webhook secret)
@@ -599,6 +599,7 @@ def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str,
                     now=utcnow(),
                     workers=workers,
                     stats=stats,
+                    link=False,  # as syncd backfill: companies come with subscriptions
                 )
                 with pool:
                     for start in range(0, customers, PAGE_SIZE):
@@ -610,6 +611,7 @@ def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str,
                                 for n in range(start, min(customers, start + PAGE_SIZE))
                             ]
                         )
+            link_customers(daemon.engine, result=result, now=utcnow(), workers=workers, stats=stats)
 
         result, stats = SweepResult(), PlannerStats(daemon.engine)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -41,6 +41,11 @@ from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
 
+try:  # the `fast` extra
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised when the extra is not installed
+    _orjson = None  # type: ignore[assignment]
+
 Row = Mapping[str, Any]
 
 
@@ -119,8 +124,19 @@ def _update(table: Table, key: str, names: tuple[str, ...]) -> Update:
 def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str] | None:
     """The rows as the one JSON parameter of :func:`unnested`; None when they cannot travel
     that way (:func:`refused`): such rows go the ``executemany`` way instead."""
-    document = json.dumps([{name: row[name] for name in names} for row in rows], default=_encode)
+    document = dumps([{name: row[name] for name in names} for row in rows])
     return None if refused(document) else {"rows": document}
+
+
+def dumps(value: Any) -> str:
+    """One JSON document (aware datetimes as ISO text in UTC, as the bulk writes store them);
+    check it with :func:`refused` before handing it to Postgres's JSON functions."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value, default=_encode, option=_orjson.OPT_PASSTHROUGH_DATETIME).decode()
+        except TypeError:  # orjson.JSONEncodeError: what only json.dumps writes (or refuses)
+            pass
+    return json.dumps(value, default=_encode)
 
 
 # What Postgres's JSON functions refuse in a document a ``json`` column would store as it is:
@@ -133,7 +149,7 @@ _REFUSED = re.compile(
 
 
 def refused(document: str) -> bool:
-    """Whether Postgres's JSON functions would refuse this ``json.dumps`` output."""
+    """Whether Postgres's JSON functions would refuse this :func:`dumps` output."""
     return ("\\u0000" in document or "\\ud" in document) and _REFUSED.search(document) is not None
 
 

@@ -144,3 +144,35 @@ def test_rows_json_to_recordset_cannot_carry_are_still_written(postgres_url: str
         stored = mirror_bulk.load(session, "customer", ["cus_nul"])["cus_nul"]
         assert stored.data["metadata"]["note"] == note
     engine.dispose()
+
+
+DOCUMENT = [
+    {
+        "at": T,
+        "text": "naïve café \U0001f600",
+        "big": 2**70,  # beyond orjson's 64 bits
+        "nested": {"k": [1, 2.5, None, True]},
+    },
+    {1: "an int key", "quote": 'a "b" \\ c'},
+]
+
+
+def _expected(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda d: d.astimezone(UTC).isoformat()))
+
+
+@pytest.mark.parametrize("encoder", ["orjson", "json"])
+def test_documents_read_back_the_same_whichever_encoder_writes_them(
+    encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if encoder == "json":
+        monkeypatch.setattr(bulk, "_orjson", None)
+    else:
+        assert bulk._orjson is not None  # the `fast` extra, installed by `make test-deps`
+    assert json.loads(bulk.dumps(DOCUMENT)) == _expected(DOCUMENT)
+    assert json.loads(bulk.dumps(DOCUMENT[:1]))[0]["at"] == "2026-11-21T12:00:00+00:00"
+    # What Postgres's JSON functions refuse is still flagged, whoever encoded it.
+    assert bulk.refused(bulk.dumps(["a\x00b"])) and bulk.refused(bulk.dumps(["lone \ud800"]))
+    assert not bulk.refused(bulk.dumps(["emoji \U0001f600"]))
+    with pytest.raises(ValueError, match="naive datetime"):
+        bulk.dumps([T.replace(tzinfo=None)])

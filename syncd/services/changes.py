@@ -29,7 +29,7 @@ from sqlalchemy import Table, event, insert, text
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
-from ..bulk import refused
+from ..bulk import dumps, refused
 from ..models import ChangeLog, utcnow
 from .pgarray import text_array
 
@@ -204,7 +204,7 @@ _PG_INSERT_ARRAYS = text(
 
 
 def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> None:
-    document = json.dumps([{"t": r["topic"], "c": r["company_id"], "p": r["payload"]} for r in rows])
+    document = dumps([{"t": r["topic"], "c": r["company_id"], "p": r["payload"]} for r in rows])
     if not refused(document):
         session.execute(_PG_INSERT, {"now": now, "k": CHANGE_LOG_LOCK, "rows": document})
         return

@@ -82,11 +82,18 @@ def _customers_query(dialect: str) -> Any:
 
 
 def ensure_companies(
-    session: Session, customer_ids: Sequence[str], catalog: CatalogCache, customers: Customers
+    session: Session,
+    customer_ids: Sequence[str],
+    catalog: CatalogCache,
+    customers: Customers,
+    *,
+    billed: Collection[str] = (),
 ) -> dict[str, str]:
     """Give every listed customer its company (found by key or created); returns customer ->
     company for all of them. ``customers``: :func:`load_customers` of them, read after the
-    batch's mirror writes."""
+    batch's mirror writes. ``billed``: customers whose subscriptions grant a base plan, to be
+    mapped in the same transaction: a company created for one starts without the initial
+    plan (the mapping gives it its billing plan, not the initial plan and then a move)."""
     companies = {cid: customers.linked[cid] for cid in customer_ids if cid in customers.linked}
     todo = [cid for cid in dict.fromkeys(customer_ids) if cid not in companies]
     if not todo:
@@ -102,7 +109,7 @@ def ensure_companies(
     missing = [cid for cid in todo if cid not in keyed]
     names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
     pending = rows.PendingWrites()
-    created = _create(session, missing, names, catalog, pending)
+    created = _create(session, missing, names, catalog, pending, billed)
     customers.names.update((company_id, names.get(cid) or "") for cid, company_id in created.items())
     keyed.update(created)
     linked_by_service: set[str] = set()
@@ -136,27 +143,18 @@ def _create(
     names: Mapping[str, str | None],
     catalog: CatalogCache,
     pending: rows.PendingWrites,
+    billed: Collection[str] = (),
 ) -> dict[str, str]:
     """The companies' rows, queued in ``pending`` (the caller sends them); {} when the
-    per-customer services must create them instead."""
+    per-customer services must create them instead. ``billed`` customers' companies get no
+    initial plan."""
     if not customer_ids:
         return {}
-    if catalog.initial is None:
-        settings = session.get(CatalogSettingsRow, 1)
-        plan_id = settings.initial_plan_id if settings is not None else None
-        published = published_version(session, plan_id) if plan_id is not None else None
-        catalog.initial = (plan_id, published.id if published is not None else None)
-    initial, version_id = catalog.initial
+    initial, version_id = _initial_plan(session, catalog) if set(customer_ids) - set(billed) else (None, None)
     if initial is not None and version_id is None:
         return {}  # the service raises a proper error for this: let the per-customer path run
-    if version_id is not None:
-        if version_id not in catalog.credits:
-            found = session.exec(
-                select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version_id)
-            ).first()
-            catalog.credits[version_id] = found is not None
-        if catalog.credits[version_id]:
-            return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
+    if version_id is not None and catalog.credits[version_id]:
+        return {}  # initial plan credits: issued by the per-customer path (sync_plan_grants)
     now = utcnow()
     companies = [
         pending.insert(rows.COMPANY, rows.company_row(names.get(cid) or "", now)) for cid in customer_ids
@@ -171,7 +169,9 @@ def _create(
         if (None, version_id) not in catalog.classified:
             catalog.classified[(None, version_id)] = _classify(session, None, version_id, True, [], [])
         action = catalog.classified[(None, version_id)]
-        for company in companies:
+        for company, cid in zip(companies, customer_ids, strict=True):
+            if cid in billed:
+                continue
             company_id = company["id"]
             pending.insert(
                 rows.COMPANY_PLAN, rows.plan_row(company_id, initial, version_id, now, source="initial")
@@ -210,6 +210,23 @@ def _create(
     ids = [c["id"] for c in companies]
     entitlements_changed(session, ids)
     return dict(zip(customer_ids, ids, strict=True))
+
+
+def _initial_plan(session: Session, catalog: CatalogCache) -> tuple[str | None, str | None]:
+    """(plan, published version) new companies start on, read once per catalog cache; the
+    version's credit grants are looked up into ``catalog.credits`` too."""
+    if catalog.initial is None:
+        settings = session.get(CatalogSettingsRow, 1)
+        plan_id = settings.initial_plan_id if settings is not None else None
+        published = published_version(session, plan_id) if plan_id is not None else None
+        catalog.initial = (plan_id, published.id if published is not None else None)
+    version_id = catalog.initial[1]
+    if version_id is not None and version_id not in catalog.credits:
+        found = session.exec(
+            select(PlanCreditGrant.id).where(col(PlanCreditGrant.plan_version_id) == version_id)
+        ).first()
+        catalog.credits[version_id] = found is not None
+    return catalog.initial
 
 
 def name_companies(

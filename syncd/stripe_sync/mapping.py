@@ -356,15 +356,15 @@ def _move_base(
     session: Session,
     ctx: MappingContext,
     company_id: str,
-    current: Any,  # CompanyPlan, or a preloaded plain row of it
+    current: Any,  # CompanyPlan, a preloaded plain row of it, or None: no base plan yet
     claim: Claim,
     has_grants: bool | None = None,
 ) -> rows.Row | None:
     """``update_company_plans`` for the common billing case (one base plan replaced by another,
-    no add-ons, no plan credits involved) without its re-reads and intermediate flushes: the
-    same rows, audit entry and events, written as plain rows through ``ctx.pending`` (at once,
-    or with the batch when ``ctx.defer_flush``). Returns the new plan row; None: not that
-    case, the caller uses the service."""
+    or given to a company that has none, no add-ons, no plan credits involved) without its
+    re-reads and intermediate flushes: the same rows, audit entry and events, written as
+    plain rows through ``ctx.pending`` (at once, or with the batch when ``ctx.defer_flush``).
+    Returns the new plan row; None: not that case, the caller uses the service."""
     version_id = claim.version_id
     if version_id is None:
         if claim.plan.id not in ctx.catalog.published:
@@ -373,7 +373,9 @@ def _move_base(
         version_id = ctx.catalog.published[claim.plan.id]
     if version_id is None or _grants_credits(session, ctx, version_id):
         return None
-    if _grants_credits(session, ctx, current.plan_version_id):
+    previous_plan_id = current.plan_id if current is not None else None
+    previous_version_id = current.plan_version_id if current is not None else None
+    if previous_version_id is not None and _grants_credits(session, ctx, previous_version_id):
         return None
     if has_grants is None:
         has_grants = (
@@ -387,12 +389,13 @@ def _move_base(
         )
     if has_grants:
         return None
-    pair = (current.plan_version_id, version_id)
+    pair = (previous_version_id, version_id)
     if pair not in ctx.catalog.classified:
         ctx.catalog.classified[pair] = _classify(session, pair[0], pair[1], True, [], [])
     now = utcnow()
     pending = ctx.pending
-    pending.delete(rows.COMPANY_PLAN, current.id)
+    if current is not None:
+        pending.delete(rows.COMPANY_PLAN, current.id)
     if isinstance(current, CompanyPlan):
         session.expunge(current)  # deleted below in SQL: the session must not flush it again
     new_row = pending.insert(
@@ -408,9 +411,9 @@ def _move_base(
             actor,
             now,
             subscription_change_action=ctx.catalog.classified[pair],
-            previous_base_plan_id=current.plan_id,
+            previous_base_plan_id=previous_plan_id,
             base_plan_id=claim.plan.id,
-            previous_base_plan_version_id=current.plan_version_id,
+            previous_base_plan_version_id=previous_version_id,
             base_plan_version_id=version_id,
         ),
     )
@@ -427,7 +430,7 @@ def _move_base(
             "plan_change_id": change["id"],
             "reason": "billing_sync",
             "base_plan_id": claim.plan.id,
-            "previous_base_plan_id": current.plan_id,
+            "previous_base_plan_id": previous_plan_id,
             "add_ons_added": [],
             "add_ons_removed": [],
         },
@@ -477,12 +480,11 @@ def sync_company(session: Session, customer_id: str, ctx: MappingContext) -> boo
     new_row: rows.Row | None = None
     moved = (
         base is not None
-        and current_base is not None
-        and current_base.plan_id != base.plan.id
+        and (current_base is None or current_base.plan_id != base.plan.id)
         and not add_ons
         and not any(r.role == "add_on" for r in plan_rows)
     )
-    if moved and base is not None and current_base is not None:
+    if moved and base is not None:
         grants = company_id in ctx._plan_grants if known else None
         new_row = _move_base(session, ctx, company_id, current_base, base, grants)
         if new_row is not None:

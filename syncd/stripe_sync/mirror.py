@@ -28,6 +28,7 @@ from ..models import (
 )
 from .normalize import (
     JSON,
+    SubscriptionView,
     embedded_items,
     invoice_subscription_id,
     plain,
@@ -78,13 +79,7 @@ def columns(kind: str, obj: JSON) -> dict[str, Any]:
         product, _ = price_fields(obj)
         return {"product_id": product}
     if kind == "subscription":
-        view = subscription_view(obj)
-        return {
-            "customer_id": view.customer_id,
-            "status": view.status,
-            "current_period_start": view.period_start,
-            "current_period_end": view.period_end,
-        }
+        return subscription_columns(subscription_view(obj))
     if kind == "subscription_schedule":
         return {
             "customer_id": ref_id(obj.get("customer")),
@@ -95,6 +90,15 @@ def columns(kind: str, obj: JSON) -> dict[str, Any]:
     if kind == "billing.meter":
         return {"event_name": obj.get("event_name")}
     return {}
+
+
+def subscription_columns(view: SubscriptionView) -> dict[str, Any]:
+    return {
+        "customer_id": view.customer_id,
+        "status": view.status,
+        "current_period_start": view.period_start,
+        "current_period_end": view.period_end,
+    }
 
 
 def past_due_since(

@@ -23,8 +23,8 @@ from sqlmodel import Session
 from .. import bulk
 from ..db import any_of
 from ..models import utcnow
-from .mirror import MODELS, columns, past_due_since
-from .normalize import JSON
+from .mirror import MODELS, columns, past_due_since, subscription_columns
+from .normalize import JSON, SubscriptionView, subscription_view
 
 
 @dataclass(slots=True)
@@ -41,6 +41,7 @@ class State:
     status: str | None = None  # subscriptions
     columns: dict[str, Any] = field(default_factory=dict)
     stored: dict[str, Any] = field(default_factory=dict)  # loaded rows: livemode + ``columns`` as stored
+    view: SubscriptionView | None = None  # subscriptions built by new_state: ``data`` parsed
 
 
 def table_of(kind: str) -> Table:
@@ -107,7 +108,8 @@ def new_state(
 ) -> State:
     """The state after storing ``obj`` (the caller has checked the watermark), with the same
     rules as :func:`~.mirror.store`."""
-    cols = columns(kind, obj)
+    view = subscription_view(obj) if kind == "subscription" else None
+    cols = subscription_columns(view) if view is not None else columns(kind, obj)
     state = State(
         str(obj["id"]),
         obj,
@@ -116,6 +118,7 @@ def new_state(
         source_id,
         company_id=previous.company_id if previous is not None else None,
         columns=cols,
+        view=view,
     )
     if kind == "subscription":
         state.status = cols["status"]

@@ -6,6 +6,11 @@ reads (``... = ANY(:ids)``) for the near-empty tables it last saw: sequential sc
 page costs more than the one before and a large account's backfill goes quadratic. The sweep
 therefore analyzes the tables it reads each time its own writes have doubled: about log2 of
 the account's size runs, tens of milliseconds each, and once more when it ends.
+
+The count restarts with each pass (:meth:`PlannerStats.new_pass`): the subscriptions pass
+fills ``company`` and its keys and plans, which the customers pass, before it, left empty,
+and until the next refresh Postgres would check every foreign key to ``company`` (three a
+new company) by a sequential scan of it.
 """
 
 from __future__ import annotations
@@ -38,16 +43,24 @@ class PlannerStats:
         self.enabled = engine.dialect.name == "postgresql"
         self.written = 0
         self.refreshes = 0
-        self._next = first
+        self._first = first
+        self._start = 0  # written when the current pass began
+        self._next = first  # due when the pass has written this many
         self._lock = threading.Lock()
 
+    def new_pass(self) -> None:
+        """A pass over another kind begins: count its writes from the first threshold."""
+        with self._lock:
+            self._start, self._next = self.written, self._first
+
     def add(self, count: int) -> None:
-        """``count`` more objects were written; refresh if the total has doubled."""
+        """``count`` more objects were written; refresh if the pass's writes have doubled."""
         with self._lock:
             self.written += count
-            due = self.enabled and self.written >= self._next
+            done = self.written - self._start
+            due = self.enabled and done >= self._next
             if due:
-                self._next = self.written * 2
+                self._next = done * 2
         if due:
             self.refresh()
 

@@ -18,15 +18,52 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import literal, union_all
+from sqlalchemy import case, literal, null, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from ..db import any_of
 from ..models import CreditGrant, ScheduledDowngrade
 from . import rows
-from .mapping import MappingContext, sync_company
+from .mapping import MappingContext, claims_from, expected_plans, sync_company
+from .mirror_bulk import State
 from .normalize import SubscriptionView, subscription_view
+
+Subscriptions = dict[str, list[tuple[SubscriptionView, int | None]]]
+
+
+def load_subscriptions(
+    session: Session, customer_ids: Sequence[str], written: Sequence[State] = ()
+) -> Subscriptions:
+    """The customers' live mirrored subscriptions (as views, with their past_due start).
+    ``written``: subscription states this transaction has just stored, whose ``data`` is
+    therefore not read back (nor parsed again)."""
+    wanted = sorted(set(customer_ids))
+    found: Subscriptions = {cid: [] for cid in wanted}
+    if not wanted:
+        return found
+    fresh = {s.stripe_id: s for s in written if s.view is not None}
+    query = _queries(session.get_bind().dialect.name).subscriptions
+    params = {"ids": wanted, "fresh": sorted(fresh)}
+    for customer_id, stripe_id, data, past_due_since in session.execute(query, params).all():
+        if customer_id is None:
+            continue
+        state = fresh.get(stripe_id)
+        if state is not None and state.view is not None:
+            found[customer_id].append((state.view, state.past_due_since))
+        else:
+            found[customer_id].append((subscription_view(data), past_due_since))
+    return found
+
+
+def billed_customers(session: Session, ctx: MappingContext, subscriptions: Subscriptions) -> set[str]:
+    """The customers whose subscriptions grant a base plan now (``sync_company`` will give
+    their companies that plan): a company created for one needs no initial plan first."""
+    return {
+        customer_id
+        for customer_id, subs in subscriptions.items()
+        if subs and expected_plans(claims_from(session, subs, ctx))[0] is not None
+    }
 
 
 def preload(
@@ -34,18 +71,17 @@ def preload(
     ctx: MappingContext,
     customer_ids: Sequence[str],
     companies: Mapping[str, str],
+    subscriptions: Subscriptions | None = None,
 ) -> None:
     """Fill ``ctx``'s per-customer caches for ``customer_ids`` (one query per table), their
-    companies given by ``companies`` (customer -> company, from ``ensure_companies``)."""
+    companies given by ``companies`` (customer -> company, from ``ensure_companies``);
+    ``subscriptions``: :func:`load_subscriptions` of them, if the caller has read them."""
     if not customer_ids:
         return
     wanted = sorted(set(customer_ids))
-    subscriptions: dict[str, list[tuple[SubscriptionView, int | None]]] = {cid: [] for cid in wanted}
-    queries = _queries(session.get_bind().dialect.name)
-    for customer_id, data, past_due_since in session.execute(queries.subscriptions, {"ids": wanted}).all():
-        if customer_id is not None:
-            subscriptions[customer_id].append((subscription_view(data), past_due_since))
-    ctx._subscriptions.update(subscriptions)
+    if subscriptions is None or not subscriptions.keys() >= set(wanted):
+        subscriptions = load_subscriptions(session, wanted)
+    ctx._subscriptions.update((cid, subscriptions[cid]) for cid in wanted)
 
     # Customers without a company in ``companies`` are left to ``ensure_company``.
     linked = {cid: companies[cid] for cid in wanted if cid in companies}
@@ -54,6 +90,7 @@ def preload(
     if not existing:
         return
     ids = sorted(existing)
+    queries = _queries(session.get_bind().dialect.name)
     plans: dict[str, list[Any]] = {cid: [] for cid in ids}
     for row in session.execute(
         queries.plans, {"ids": ids}
@@ -88,9 +125,13 @@ def _queries(dialect: str) -> _Queries:
         col(CreditGrant.reason).in_(("plan", "rollover")),
     )
     return _Queries(
-        subscriptions=sa_select(subs.c.customer_id, subs.c.data, subs.c.past_due_since).where(
-            any_of(dialect, subs.c.customer_id, "ids"), subs.c.deleted.is_(False)
-        ),
+        subscriptions=sa_select(
+            subs.c.customer_id,
+            subs.c.stripe_id,
+            # the rows the caller has just written come back without their data
+            case((any_of(dialect, subs.c.stripe_id, "fresh"), null()), else_=subs.c.data),
+            subs.c.past_due_since,
+        ).where(any_of(dialect, subs.c.customer_id, "ids"), subs.c.deleted.is_(False)),
         plans=sa_select(plans)
         .where(any_of(dialect, plans.c.company_id, "ids"))
         .order_by(plans.c.created_at, plans.c.id),
@@ -105,11 +146,13 @@ def sync_companies(
     companies: Mapping[str, str],
     *,
     write: bool = True,
+    subscriptions: Subscriptions | None = None,
 ) -> int:
     """``sync_company`` for each customer, reads preloaded and one flush at the end; returns
     how many companies changed. With ``write=False`` the plain-row writes stay queued in
-    ``ctx.pending`` for the caller to send with its own (one round trip for all)."""
-    preload(session, ctx, customer_ids, companies)
+    ``ctx.pending`` for the caller to send with its own (one round trip for all).
+    ``subscriptions``: :func:`load_subscriptions` of the customers, if already read."""
+    preload(session, ctx, customer_ids, companies, subscriptions)
     ctx.defer_flush = True
     changed = 0
     try:

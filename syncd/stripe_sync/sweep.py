@@ -10,6 +10,11 @@ subscriptions are mapped).
 Watermark: a listed object is at least as new as every event created before the listing
 started, so rows are stored with the newest event time seen at the start (``T0``); a row
 holding a newer event's snapshot is left alone.
+
+Companies: the customers pass only mirrors customers that have no company yet. The
+subscriptions pass creates the companies of customers with subscriptions, straight on their
+billing plan (not on the initial plan and then moved: a third fewer rows in a backfill), and a
+closing pass (:func:`link_customers`) gives the customers still without one theirs.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ from typing import Any
 
 import stripe
 import structlog
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
-from .companies_bulk import ensure_companies, load_customers, name_companies
+from .companies_bulk import CUSTOMERS, ensure_companies, load_customers, name_companies
 from .locks import lock_companies, lock_objects
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
 from .planner_stats import PlannerStats
-from .preload import sync_companies
+from .preload import billed_customers, load_subscriptions, sync_companies
 from .replay import read_cursor, write_cursor
 from .schedules import map_schedule
 from .sweep_pool import PagePool, SweepResult
@@ -97,8 +103,11 @@ def apply_page(
     *,
     created: int,
     result: SweepResult,
+    link: bool = True,
 ) -> None:
-    """Mirror one page of listed objects and map them into the domain (caller commits)."""
+    """Mirror one page of listed objects and map them into the domain (caller commits).
+    ``link=False``: customers without a company are only mirrored, for the subscriptions
+    pass and then :func:`link_customers` to give them theirs."""
     lock_objects(session, [(kind, obj) for obj in objects])  # as the applier: one writer a customer
     previous = mirror_bulk.load(session, kind, [str(o["id"]) for o in objects])
     source_id = f"sweep:{created}"
@@ -133,7 +142,9 @@ def apply_page(
             customer_id = state.columns.get("customer_id")
             if customer_id:
                 customers[customer_id] = None
-        elif kind in ("product", "customer", "subscription_schedule"):
+        elif kind in ("product", "subscription_schedule") or (
+            kind == "customer" and (link or (before is not None and before.company_id))
+        ):
             remap.append(state.stripe_id)
     mirror_bulk.upsert(session, kind, states)
     mirror_bulk.touch(session, kind, touched, created=created, source_id=source_id)
@@ -144,11 +155,13 @@ def apply_page(
                 ctx.catalog.plans.clear()
     wanted = [*(remap if kind == "customer" else ()), *customers]
     known = load_customers(session, wanted)
-    companies = ensure_companies(session, wanted, ctx.catalog, known)
+    subscriptions = load_subscriptions(session, list(customers), states)
+    billed = billed_customers(session, ctx, subscriptions)
+    companies = ensure_companies(session, wanted, ctx.catalog, known, billed=billed)
     lock_companies(session, companies.values())
     if kind == "customer":
         name_companies(session, remap, companies, known)
-    sync_companies(session, ctx, list(customers), companies)
+    sync_companies(session, ctx, list(customers), companies, subscriptions=subscriptions)
     if kind == "subscription_schedule":
         for schedule_id in remap:
             schedule = session.get(StripeSubscriptionSchedule, schedule_id)
@@ -192,6 +205,7 @@ def sweep(
             workers=workers if kind in PARALLEL else 1,
             stats=stats,
             on_progress=on_progress,
+            link=False,  # link_customers, below, after the subscriptions
         )
         with pool:
             for page in _pages(list_objects(client, kind, after), page_size):
@@ -200,6 +214,17 @@ def sweep(
             write_cursor(session, cursor_name(kind), DONE)
             session.commit()
         result.objects[kind] = pool.count
+    if "customer" in kinds:
+        link_customers(
+            engine,
+            result=result,
+            now=moment,
+            past_due_grace_days=past_due_grace_days,
+            page_size=page_size,
+            workers=workers,
+            stats=stats,
+            on_progress=on_progress,
+        )
     # Finished: the next sweep starts from the top again.
     with Session(engine) as session:
         for kind in kinds:
@@ -222,12 +247,13 @@ def page_pool(
     workers: int = 2,
     stats: PlannerStats | None = None,
     on_progress: Progress | None = None,
+    link: bool = True,
 ) -> PagePool:
     """The pool applying one kind's listed pages (with :func:`apply_page`, cursor included)."""
 
     def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
         tally = SweepResult()
-        apply_page(session, client, kind, page, ctx, created=created, result=tally)
+        apply_page(session, client, kind, page, ctx, created=created, result=tally, link=link)
         return tally
 
     def new_context() -> MappingContext:
@@ -244,3 +270,83 @@ def page_pool(
         stats=stats,
         on_progress=on_progress,
     )
+
+
+_UNLINKED = (
+    select(CUSTOMERS.c.stripe_id)
+    .where(
+        CUSTOMERS.c.company_id.is_(None),
+        CUSTOMERS.c.deleted.is_(False),
+        CUSTOMERS.c.stripe_id > bindparam("after"),
+    )
+    .order_by(CUSTOMERS.c.stripe_id)
+    .limit(bindparam("limit"))
+)
+
+
+def unlinked_customers(engine: Engine, page_size: int = PAGE_SIZE) -> Iterator[list[JSON]]:
+    """Pages of mirrored customers without a company, read a page at a time (no transaction
+    held while they are linked)."""
+    after = ""
+    while True:
+        with engine.connect() as conn:
+            ids = list(conn.execute(_UNLINKED, {"after": after, "limit": page_size}).scalars())
+        if not ids:
+            return
+        yield [{"id": customer_id, "object": "customer"} for customer_id in ids]
+        after = ids[-1]
+
+
+def link_page(session: Session, ctx: MappingContext, customer_ids: Sequence[str]) -> int:
+    """Give each customer (mirrored, live) its company: found by key, or created and mapped
+    from any subscriptions it has. Returns how many were still unlinked under their locks."""
+    lock_objects(session, [("customer", {"id": customer_id}) for customer_id in customer_ids])
+    known = load_customers(session, customer_ids)
+    todo = [
+        cid
+        for cid in customer_ids
+        if cid in known.mirrors and not known.mirrors[cid][2] and cid not in known.linked
+    ]
+    subscriptions = load_subscriptions(session, todo)
+    billed = billed_customers(session, ctx, subscriptions)
+    companies = ensure_companies(session, todo, ctx.catalog, known, billed=billed)
+    lock_companies(session, companies.values())
+    name_companies(session, todo, companies, known)
+    subscribed = [cid for cid in todo if subscriptions.get(cid)]
+    sync_companies(session, ctx, subscribed, companies, subscriptions=subscriptions)
+    return len(todo)
+
+
+def link_customers(
+    engine: Engine,
+    *,
+    result: SweepResult,
+    now: datetime,
+    past_due_grace_days: int = 0,
+    page_size: int = PAGE_SIZE,
+    workers: int = 2,
+    stats: PlannerStats | None = None,
+    on_progress: Progress | None = None,
+) -> None:
+    """The sweep's closing pass: companies for the customers its subscriptions gave none."""
+
+    def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
+        return SweepResult(linked=link_page(session, ctx, [str(c["id"]) for c in page]))
+
+    def new_context() -> MappingContext:
+        return MappingContext(now=now, past_due_grace_days=past_due_grace_days)
+
+    pool = PagePool(
+        engine,
+        "customer_link",
+        None,  # the unlinked are found again from the start: no cursor to keep
+        apply,
+        new_context,
+        result=result,
+        workers=workers,
+        stats=stats,
+        on_progress=on_progress,
+    )
+    with pool:
+        for page in unlinked_customers(engine, page_size):
+            pool.submit(page)

@@ -47,6 +47,9 @@ class SweepResult:
     stored: int = 0
     skipped_newer: int = 0
     unchanged: int = 0
+    linked: int = 0
+    """customers whose company the closing pass found or created (none of their
+    subscriptions did)"""
     resumed: list[str] = field(default_factory=list)
 
     @property
@@ -57,6 +60,7 @@ class SweepResult:
         self.stored += page.stored
         self.skipped_newer += page.skipped_newer
         self.unchanged += page.unchanged
+        self.linked += page.linked
 
 
 PageFn = Callable[[Session, MappingContext, Sequence[JSON]], SweepResult]
@@ -79,14 +83,15 @@ class PagePool:
     """Applies one kind's pages: :meth:`submit` each, leave the ``with`` block to wait for all.
 
     ``apply`` maps one page inside the given session (the pool commits) and returns its
-    tally, added to ``result`` once the page has committed. Each worker thread has its own
+    tally, added to ``result`` once the page has committed. ``cursor``: the sync cursor to
+    keep (None: a pass that finds its own place, needing none). Each worker thread has its own
     :class:`MappingContext` from ``new_context``: its caches are not shared."""
 
     def __init__(
         self,
         engine: Engine,
         kind: str,
-        cursor: str,
+        cursor: str | None,
         apply: PageFn,
         new_context: Callable[[], MappingContext],
         *,
@@ -99,6 +104,8 @@ class PagePool:
         self.apply, self.new_context = apply, new_context
         self.result, self.stats, self.on_progress = result, stats, on_progress
         self.workers = workers if engine.dialect.name == "postgresql" else 1
+        if stats is not None:
+            stats.new_pass()
         self.count = 0
         self._local = threading.local()
         self._commit_lock = threading.Lock()
@@ -153,7 +160,7 @@ class PagePool:
                 tally = self.apply(session, ctx, page)
                 with self._commit_lock:
                     through = self._run_end(index)
-                    if through > self._through:
+                    if through > self._through and self.cursor is not None:
                         write_cursor(session, self.cursor, self._ends[through])
                     session.commit()
                     self._committed.add(index)

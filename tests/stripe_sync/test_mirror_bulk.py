@@ -10,6 +10,7 @@ from syncd import migrate
 from syncd.models import StripeSubscription, utcnow
 from syncd.stripe_sync import mirror_bulk
 from syncd.stripe_sync.mapping import MappingContext
+from syncd.stripe_sync.preload import load_subscriptions
 from syncd.stripe_sync.sweep import apply_page
 from syncd.stripe_sync.sweep_pool import SweepResult
 
@@ -145,5 +146,28 @@ def test_a_resweep_rewrites_a_row_whose_derived_columns_are_stale(database_url: 
             row = session.get(StripeSubscription, "sub_p")
             assert row is not None
             assert (row.customer_id, row.past_due_since, row.source_created) == ("cus_1", 300, 300)
+    finally:
+        engine.dispose()
+
+
+def test_subscriptions_just_written_are_not_read_back(database_url: str) -> None:
+    """The mapping's subscription views: those the page has just stored come from memory
+    (their data neither read back nor parsed again), the customer's others from the table."""
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    try:
+        sweep_page(engine, [sub("sub_old", "active", quantity=2)], created=100)
+        with Session(engine) as session:
+            fresh = mirror_bulk.new_state(
+                "subscription", sub("sub_new", "past_due"), created=200, source_id="e2", previous=None
+            )
+            mirror_bulk.upsert(session, "subscription", [fresh])
+            from_memory = load_subscriptions(session, ["cus_1", "cus_none"], [fresh])
+            from_table = load_subscriptions(session, ["cus_1", "cus_none"])
+        assert from_memory == from_table
+        assert from_memory["cus_none"] == []
+        views = {view.id: (view, since) for view, since in from_memory["cus_1"]}
+        assert views["sub_new"][0] is fresh.view  # not parsed again
+        assert views["sub_new"][1] == 200 and views["sub_old"][0].items[0].quantity == 2
     finally:
         engine.dispose()

@@ -171,6 +171,24 @@ def test_planner_statistics_follow_a_first_backfill(engine: Engine) -> None:
     assert "Seq Scan" not in plan, plan  # planned for 2,000 rows, not for the empty table
 
 
+def test_planner_statistics_restart_with_each_pass(engine: Engine) -> None:
+    """The subscriptions pass fills ``company``, which the customers pass left empty: its
+    first refresh comes after its own first threshold, not after the sweep's total doubled."""
+    stats = PlannerStats(engine, first=100)
+    stats.add(150)
+    stats.add(100)  # 250: not yet double the 150 of the last refresh
+    assert stats.refreshes == 1
+    stats.new_pass()
+    stats.add(60)
+    assert stats.refreshes == 1
+    stats.add(40)  # this pass's first 100
+    assert (stats.refreshes, stats.written) == (2, 350)
+    pool = page_pool(engine, None, "customer", created=1, result=SweepResult(), now=utcnow(), stats=stats)
+    with pool:  # each pool is a pass
+        pool.submit([{"id": f"cus_p{n:03d}", "object": "customer", "name": "P"} for n in range(100)])
+    assert stats.refreshes == 3
+
+
 def test_on_sqlite_pages_run_in_the_calling_thread(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
     migrate.upgrade(eng)

@@ -1,0 +1,119 @@
+"""A sweep's companies: customers with subscriptions get theirs from the subscriptions pass,
+straight on their billing plan; the closing pass links or creates the rest."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, col, select
+
+from syncd.models import AuditLog, Company, CompanyKey, PlanChange, StripeCustomer
+from syncd.services import companies
+from syncd.stripe_sync.mapping import ts
+from syncd.stripe_sync.sweep import sweep
+
+from .harness import World
+
+
+def plan_changes(world: World, company_id: str) -> list[PlanChange]:
+    with Session(world.engine) as session:
+        return list(
+            session.exec(
+                select(PlanChange)
+                .where(col(PlanChange.company_id) == company_id)
+                .order_by(col(PlanChange.created_at))
+            ).all()
+        )
+
+
+def audit_actions(world: World, company_id: str) -> list[str]:
+    with Session(world.engine) as session:
+        return sorted(
+            a.action
+            for a in session.exec(select(AuditLog).where(col(AuditLog.entity_id) == company_id)).all()
+        )
+
+
+def unlinked(world: World) -> set[str]:
+    with Session(world.engine) as session:
+        return set(
+            session.exec(
+                select(StripeCustomer.stripe_id).where(col(StripeCustomer.company_id).is_(None))
+            ).all()
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_backfill_puts_subscribed_companies_straight_on_their_billing_plan(
+    backend: str, world: World, pg_world: World
+) -> None:
+    world = world if backend == "sqlite" else pg_world
+    ids = world.catalog()
+    paying, free, lapsed = (
+        world.customer(name="Paying"),
+        world.customer(name="Free"),
+        world.customer(name="Lapsed"),
+    )
+    world.client.v1.subscriptions.create({"customer": paying, "items": [{"price": ids["pro_price"]}]})
+    ended = world.client.v1.subscriptions.create({"customer": lapsed, "items": [{"price": ids["pro_price"]}]})
+    world.client.v1.subscriptions.cancel(ended.id)
+
+    result = sweep(world.engine, world.client, resume=False, now=ts(world.now))
+
+    assert (world.company(paying).base, world.company(free).base, world.company(lapsed).base) == (
+        "pro",
+        "free",
+        "free",
+    )
+    assert result.linked == 1  # only the customer without any subscription waited for the closing pass
+    assert unlinked(world) == set()
+    company_id = world.company(paying).id
+    [change] = plan_changes(world, company_id)  # no initial plan first, then a move
+    assert (change.action, change.previous_base_plan_id) == ("billing_sync", None)
+    assert change.subscription_change_action is not None
+    assert audit_actions(world, company_id) == ["company.created", "company.plan_changed"]
+    [event] = [c for c in world.change_log("company.plan_changed") if c.company_id == company_id]
+    assert event.payload["previous_base_plan_id"] is None
+    assert event.payload["base_plan_id"] == change.base_plan_id
+    with Session(world.engine) as session:
+        names = {c.name for c in session.exec(select(Company)).all()}
+    assert names == {"Paying", "Free", "Lapsed"}
+    for customer in (free, lapsed):  # the initial plan, as a customer's first sight gives it
+        [initial] = plan_changes(world, world.company(customer).id)
+        assert initial.base_plan_action == "initial"
+
+
+def test_a_sweep_stopped_before_its_subscriptions_links_everyone_when_resumed(world: World) -> None:
+    ids = world.catalog()
+    customers = [world.customer(name=f"C{n}") for n in range(5)]
+    for customer in customers[:3]:
+        world.client.v1.subscriptions.create({"customer": customer, "items": [{"price": ids["pro_price"]}]})
+
+    def crash(kind: str, n: int) -> None:
+        if kind == "subscription":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(world.engine, world.client, page_size=2, now=ts(world.now), on_progress=crash)
+    assert len(unlinked(world)) == 3  # mirrored, waiting: two got theirs from the first page
+    result = sweep(world.engine, world.client, page_size=2, now=ts(world.now))
+    assert result.resumed == ["subscription"]
+    assert unlinked(world) == set()
+    assert [world.company(c).base for c in customers] == ["pro", "pro", "pro", "free", "free"]
+    assert result.linked == 2
+
+
+def test_the_closing_pass_links_a_customer_to_the_company_holding_its_key(world: World) -> None:
+    world.catalog()
+    customer = world.customer(name="Keyed")
+    with Session(world.engine) as session:
+        company, _ = companies.upsert_company(
+            session, keys={"stripe_customer_id": customer}, name="Keyed Inc"
+        )
+        session.commit()
+        company_id = company.id
+    sweep(world.engine, world.client, resume=False, now=ts(world.now))
+    with Session(world.engine) as session:
+        row = session.get(StripeCustomer, customer)
+        assert row is not None and row.company_id == company_id
+        keyed = session.exec(select(CompanyKey).where(col(CompanyKey.value) == customer)).all()
+    assert [k.company_id for k in keyed] == [company_id]  # found, not created again
