@@ -3,10 +3,16 @@
 ``executemany`` sends one protocol message per row and has the driver adapt every row's
 parameters; for the hundreds of rows of a sweep page (or a webhook batch's plan moves) that
 is most of the client's time, and one server execution per row. Here the rows are encoded
-with one ``json.dumps`` (C) and the server expands them with ``json_to_recordset``, typed by
-the table's own column types: one statement, one plan, one execution, whatever the row count.
-The statement text depends only on the table and the columns, so it is built and prepared
-once.
+as one document (:func:`dumps`) and the server expands them with ``json_to_recordset``, typed
+by the table's own column types: one statement, one plan, one execution, whatever the row
+count. The statement text depends only on the table and the columns, so it is built and
+prepared once.
+
+With the ``fast`` extra the document is encoded by orjson (a few times cheaper than
+``json``); what orjson refuses (lone surrogates, integers beyond 64 bits, non-string keys)
+takes ``json.dumps``. Both read back the same: orjson writes non-ASCII text as UTF-8 rather
+than escapes, and a NaN float as null (``json.dumps`` would write ``NaN``, which Postgres
+refuses; nothing syncd stores is NaN).
 
 Postgres only (:func:`supported`); callers keep ``executemany`` for SQLite. Values are stored
 as the column types would bind them: datetimes must be aware (stored in UTC), and ``None`` in

@@ -50,6 +50,13 @@ class RedisSettings:
     key_prefix: str = "schematic"
 
 
+# Sweep pages applied at once x their size: at two advisory locks an object, 4,000 of the
+# 6,400 slots of a default Postgres lock table (which also holds every transaction's table
+# locks), the rest left to the applier and the API.
+SWEEP_OBJECTS_IN_FLIGHT = 2_000
+SWEEP_PAGE_SIZE = 500
+
+
 @dataclass(frozen=True, slots=True)
 class StripeSettings:
     api_key: SecretStr | None = None  # None: use the built-in Stripe emulator
@@ -69,10 +76,18 @@ class StripeSettings:
     applier: str = "auto"
     # Threads applying a sweep's pages (Postgres; SQLite applies them one at a time).
     sweep_workers: int = 2
+    # Listed objects per sweep transaction (each holds up to two advisory locks per object);
+    # 0: 500, or fewer with more than four workers (see sweep_page).
+    sweep_page_size: int = 0
     # syncd -> Stripe: push the catalog (and migrated subscriptions) on a schedule; off by
     # default so an operator decides when Stripe's catalog starts following syncd's.
     push_catalog: bool = False
     push_interval_s: float = 300.0
+
+    def sweep_page(self) -> int:
+        """Objects per sweep transaction: ``sweep_page_size``, else 500 or what keeps the
+        workers' pages within ``SWEEP_OBJECTS_IN_FLIGHT``."""
+        return self.sweep_page_size or min(SWEEP_PAGE_SIZE, SWEEP_OBJECTS_IN_FLIGHT // self.sweep_workers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +327,20 @@ def _validate(settings: Settings) -> None:
     if not 1 <= s.stripe.sweep_workers <= 8:
         raise ConfigError(
             "stripe.sweep_workers", f"must be 1 to 8, not {s.stripe.sweep_workers}", "2 suits most hosts"
+        )
+    page = s.stripe.sweep_page_size
+    if page and not 50 <= page <= 1000:
+        raise ConfigError(
+            "stripe.sweep_page_size", f"must be 0 (automatic) or 50 to 1000, not {page}", "0 suits most hosts"
+        )
+    in_flight = page * s.stripe.sweep_workers
+    if in_flight > SWEEP_OBJECTS_IN_FLIGHT and s.database_url.startswith("postgresql"):
+        raise ConfigError(
+            "stripe.sweep_page_size",
+            f"{s.stripe.sweep_workers} workers x {page} objects is above {SWEEP_OBJECTS_IN_FLIGHT:,}"
+            " objects in flight: their advisory locks (up to two per object) would crowd Postgres's"
+            " shared lock table (max_locks_per_transaction x max_connections, 6,400 by default)",
+            "lower stripe.sweep_page_size or stripe.sweep_workers, or leave the size at 0 (automatic)",
         )
     sch = s.scheduler
     if not 0 < sch.lease_renew_s < sch.lease_ttl_s:

@@ -267,6 +267,7 @@ def reconcile_stripe() -> int:
             daemon.engine,
             client,
             workers=daemon.settings.stripe.sweep_workers,
+            page_size=daemon.settings.stripe.sweep_page(),
             past_due_grace_days=daemon.settings.stripe.past_due_grace_days,
         )
     return result.total

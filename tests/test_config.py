@@ -83,6 +83,16 @@ def test_secret_in_config_file_is_refused(tmp_path: Path) -> None:
         ({"SYNCD_STRIPE_API_KEY": "pk_test_public"}, "stripe.api_key", "sk_"),
         ({"SYNCD_DATABASE_URL": "not a url"}, "database.url", "SYNCD_DATABASE_URL"),
         ({"SYNCD_STRIPE_SWEEP_WORKERS": "0"}, "stripe.sweep_workers", "1 to 8"),
+        ({"SYNCD_STRIPE_SWEEP_PAGE_SIZE": "20"}, "stripe.sweep_page_size", "50 to 1000"),
+        (
+            {
+                "SYNCD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                "SYNCD_STRIPE_SWEEP_WORKERS": "8",
+                "SYNCD_STRIPE_SWEEP_PAGE_SIZE": "500",
+            },
+            "stripe.sweep_page_size",
+            "lower stripe.sweep_page_size or stripe.sweep_workers",
+        ),
     ],
 )
 def test_invalid_values_name_the_key_and_the_fix(
@@ -120,3 +130,20 @@ def test_shipped_config_files_load() -> None:
     example = load_settings(ROOT / "config" / "syncd.example.toml", environ={})
     assert shipped.server.port == example.server.port == 8000
     assert example.stripe.api_version == shipped.stripe.api_version
+
+
+@pytest.mark.parametrize(
+    ("env", "page"),
+    [
+        ({}, 500),
+        ({"SYNCD_STRIPE_SWEEP_WORKERS": "8"}, 250),  # automatic: 2,000 objects in flight at most
+        ({"SYNCD_STRIPE_SWEEP_WORKERS": "3", "SYNCD_STRIPE_SWEEP_PAGE_SIZE": "600"}, 600),
+        # SQLite applies one page at a time: any size within bounds
+        ({"SYNCD_STRIPE_SWEEP_WORKERS": "8", "SYNCD_STRIPE_SWEEP_PAGE_SIZE": "1000"}, 1000),
+    ],
+)
+def test_sweep_page_size_keeps_the_pages_in_flight_bounded(
+    tmp_path: Path, env: dict[str, str], page: int
+) -> None:
+    settings = load_settings(write(tmp_path, ""), environ=env)
+    assert settings.stripe.sweep_page() == page

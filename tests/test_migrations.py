@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from typing import Any
+
+from alembic import command
+from sqlalchemy import inspect, text
 
 from syncd import migrate
 from syncd.db import make_engine
@@ -68,4 +71,38 @@ def test_integer_primary_keys_are_assigned_on_both_backends(database_url: str) -
         session.add_all(rows)
         session.flush()
         assert all(isinstance(row.id, int) for row in rows)
+    engine.dispose()
+
+
+def _company_plan_indexes(engine: Any) -> dict[str, str]:
+    """Index name -> its definition (Postgres) or its CREATE statement (SQLite)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'company_plan'"
+        else:
+            query = (
+                "SELECT name, coalesce(sql, '') FROM sqlite_master"
+                " WHERE type = 'index' AND tbl_name = 'company_plan'"
+            )
+        return {name: definition for name, definition in conn.execute(text(query)).all()}
+
+
+def test_company_plan_timer_indexes_leave_out_nulls_and_downgrade(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0009_catalog_stamp")
+    assert "ix_company_plan_company_id" in _company_plan_indexes(engine)
+    migrate.upgrade(engine)
+    indexes = _company_plan_indexes(engine)
+    assert "ix_company_plan_company_id" not in indexes  # the unique (company_id, plan_id) serves
+    for name in ("trial_end", "access_until"):
+        assert f"{name} IS NOT NULL" in indexes[f"ix_company_plan_{name}"]
+    cfg = migrate.alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009_catalog_stamp")
+    indexes = _company_plan_indexes(engine)
+    assert "ix_company_plan_company_id" in indexes
+    assert "NOT NULL" not in indexes["ix_company_plan_trial_end"]
+    migrate.upgrade(engine)
+    assert migrate.is_at_head(engine)
     engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from .base import UTCDateTime, created_field, fk, generated_id_field, id_field, json_field, ts_field
@@ -19,18 +19,33 @@ class CompanyPlan(SQLModel, table=True):
     """
 
     __tablename__ = "company_plan"
-    __table_args__ = (UniqueConstraint("company_id", "plan_id"),)
+    __table_args__ = (
+        UniqueConstraint("company_id", "plan_id"),  # also the index by company
+        # The timers look for rows at or before a time, never for NULLs (most rows).
+        Index(
+            "ix_company_plan_trial_end",
+            "trial_end",
+            postgresql_where=text("trial_end IS NOT NULL"),
+            sqlite_where=text("trial_end IS NOT NULL"),
+        ),
+        Index(
+            "ix_company_plan_access_until",
+            "access_until",
+            postgresql_where=text("access_until IS NOT NULL"),
+            sqlite_where=text("access_until IS NOT NULL"),
+        ),
+    )
 
     id: str = id_field("cpln")
-    company_id: str = fk("company.id")
+    company_id: str = fk("company.id", index=False)
     plan_id: str = fk("plan.id")
     plan_version_id: str = fk("plan_version.id")
     role: str = Field(default="base", max_length=16)
     source: str = Field(default="manual", max_length=32)
     quantity: int = 1
-    trial_end: datetime | None = ts_field(index=True)
+    trial_end: datetime | None = ts_field()
     trial_status: str | None = Field(default=None, max_length=16)  # active | converted | expired
-    access_until: datetime | None = ts_field(index=True)  # e.g. cancel_at_period_end
+    access_until: datetime | None = ts_field()  # e.g. cancel_at_period_end
     stripe_subscription_id: str | None = Field(default=None, max_length=255, index=True)
     stripe_subscription_item_id: str | None = Field(default=None, max_length=255)
     stripe_price_id: str | None = Field(default=None, max_length=255)

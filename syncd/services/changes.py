@@ -21,7 +21,6 @@ Once ``"all"`` is recorded, later ids are absorbed by it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -182,7 +181,7 @@ def write_change_log(session: OrmSession) -> None:
 
 
 # Postgres: one statement whatever the number of rows, the rows as one JSON document (one
-# json.dumps in C, no per-row parameter handling); WITH ORDINALITY keeps the rows' order,
+# bulk.dumps, no per-row parameter handling); WITH ORDINALITY keeps the rows' order,
 # hence their ids' order. The same statement takes the change-log lock (ids must be drawn in
 # commit order): ids are drawn for the join's output rows, and the join has no row before it
 # has read the lock's.
@@ -208,7 +207,7 @@ def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> Non
     if not refused(document):
         session.execute(_PG_INSERT, {"now": now, "k": CHANGE_LOG_LOCK, "rows": document})
         return
-    payloads = (json.dumps(r["payload"]) for r in rows)
+    payloads = (dumps(r["payload"]) for r in rows)
     session.execute(
         _PG_INSERT_ARRAYS,
         {

@@ -40,7 +40,7 @@ from .inbox import is_relevant
 from .locks import lock_companies, lock_objects
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind
-from .preload import sync_companies
+from .preload import billed_customers, load_subscriptions, sync_companies
 from .schedules import map_schedule, schedules_of
 
 log = structlog.get_logger(__name__)
@@ -248,21 +248,34 @@ def _map(
     """Map the batch into the domain: each product, customer and schedule once."""
     from .apply import customers_with_product, refresh_subscription
 
+    relinked = False
     for product_id in work.products:
         product = session.get(StripeProduct, product_id)
         if product is not None and link_product(session, product):
             ctx.catalog.plans.clear()
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
-    customers = load_customers(session, [*work.customers, *work.synced])
-    companies = ensure_companies(session, [*work.customers, *work.synced], ctx.catalog, customers)
-    lock_companies(session, companies.values())
+            relinked = True
+    synced = list(work.synced)
+    customers = load_customers(session, [*work.customers, *synced])
+    # A customer new to syncd whose subscriptions grant a base plan (its customer.created and
+    # customer.subscription.created in one batch) gets a company straight on that plan: its
+    # subscriptions are read now, under its customer lock. Not when invoices re-fetch
+    # subscriptions below (the plans are known only after that), nor when a product's link
+    # brought in customers whose locks the batch does not hold (their subscriptions must be
+    # read after their companies' locks are taken).
+    written = [state for (kind, _), state in work.written.items() if kind == "subscription"]
+    refreshing = bool(work.invoices) and client is not None
+    subscriptions = None if refreshing or relinked else load_subscriptions(session, synced, written)
+    billed = billed_customers(session, ctx, subscriptions) if subscriptions else set()
+    companies = ensure_companies(session, [*work.customers, *synced], ctx.catalog, customers, billed=billed)
+    lock_companies(session, companies.values(), created=customers.created)
     name_companies(session, list(work.customers), companies, customers)
     if client is not None:
         for sub_id, item in work.invoices.items():
             refresh_subscription(
                 session, client, sub_id, ctx, created=item.created, source_id=f"{item.event_id}:sub"
             )
-    sync_companies(session, ctx, list(work.synced), companies, write=False)
+    sync_companies(session, ctx, synced, companies, write=False, subscriptions=subscriptions)
     # Schedules are re-judged after their customer's plans moved (one query for the batch).
     schedules = {s.stripe_id: s for s in schedules_of(session, list(work.synced))}
     for schedule_id in work.schedules:

@@ -76,6 +76,7 @@ def reconcile(settings: Settings, engine: Engine, *, verify_only: bool, repair: 
                 engine,
                 client,
                 workers=settings.stripe.sweep_workers,
+                page_size=settings.stripe.sweep_page(),
                 past_due_grace_days=grace,
                 on_progress=advance,
             )
@@ -109,6 +110,7 @@ def backfill(settings: Settings, engine: Engine, *, resume: bool) -> int:
             client,
             resume=resume,
             workers=settings.stripe.sweep_workers,
+            page_size=settings.stripe.sweep_page(),
             past_due_grace_days=settings.stripe.past_due_grace_days,
             on_progress=advance,
         )

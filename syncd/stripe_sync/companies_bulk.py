@@ -47,6 +47,8 @@ class Customers:
     """customer -> the existing company its mirror row names"""
     names: dict[str, str] = field(default_factory=dict)
     """company -> its current name (the linked ones, and those created for the batch)"""
+    created: set[str] = field(default_factory=set)
+    """companies :func:`ensure_companies` created (not yet committed: no other writer sees them)"""
 
 
 def load_customers(session: Session, customer_ids: Collection[str]) -> Customers:
@@ -111,6 +113,7 @@ def ensure_companies(
     pending = rows.PendingWrites()
     created = _create(session, missing, names, catalog, pending, billed)
     customers.names.update((company_id, names.get(cid) or "") for cid, company_id in created.items())
+    customers.created.update(created.values())
     keyed.update(created)
     linked_by_service: set[str] = set()
     for cid in missing:

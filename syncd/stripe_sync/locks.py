@@ -10,7 +10,7 @@ holders of sets never wait on each other. SQLite has one writer at a time and ne
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -30,7 +30,7 @@ def lock_key(name: str) -> int:
 def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
     """Each object's customer's lock (every writer of a customer's objects takes it), or the
     object's own for objects without a customer (products, prices), in one statement. One
-    lock per customer keeps a 250-object sweep page well inside Postgres's shared lock table
+    lock per customer keeps a sweep page (500 objects) well inside Postgres's shared lock table
     (``max_locks_per_transaction`` x connections)."""
     names: set[str] = set()
     for kind, obj in objects:
@@ -44,13 +44,15 @@ def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
 COMPANY_LOCKS_MAX = 1_000
 
 
-def lock_companies(session: Session, company_ids: Iterable[str]) -> None:
+def lock_companies(session: Session, company_ids: Iterable[str], *, created: Collection[str] = ()) -> None:
     """Companies about to be mapped (batches and sweep pages, right after their customers'
     locks, before any mapping write). A company can be reached through several customers,
-    whose locks alone would let two writers map it at once. A larger set (a product's
-    re-link re-maps all its subscribers) goes without: it is rare, and running out of
-    shared lock memory would fail it outright."""
-    names = {f"company:{company_id}" for company_id in company_ids}
+    whose locks alone would let two writers map it at once. Companies ``created`` by this
+    transaction need none: no other writer can see them before it commits (a backfill's
+    pages thus hold a lock per customer only). A larger set (a product's re-link re-maps
+    all its subscribers) goes without: it is rare, and running out of shared lock memory
+    would fail it outright."""
+    names = {f"company:{company_id}" for company_id in company_ids if company_id not in created}
     if len(names) <= COMPANY_LOCKS_MAX:
         advisory_locks(session, names)
 

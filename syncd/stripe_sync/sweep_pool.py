@@ -176,7 +176,7 @@ class PagePool:
             log.warning("stripe_sweep_page_failed", kind=self.kind, page=index, exc_info=True)
             raise
         if self.stats is not None:
-            self.stats.add(tally.stored - tally.unchanged)  # rows written, not merely listed
+            self.stats.add(tally.stored - tally.unchanged + tally.linked)  # written, not merely listed
 
     def _run_end(self, index: int) -> int:
         """The last page of the committed run from the start, counting ``index`` as

@@ -117,3 +117,20 @@ def test_the_closing_pass_links_a_customer_to_the_company_holding_its_key(world:
         assert row is not None and row.company_id == company_id
         keyed = session.exec(select(CompanyKey).where(col(CompanyKey.value) == customer)).all()
     assert [k.company_id for k in keyed] == [company_id]  # found, not created again
+
+
+def test_a_subscribed_customer_linked_by_key_gets_its_name_onto_the_company(world: World) -> None:
+    """The subscriptions pass links it (the closing pass never sees it): it renames the
+    company as the customers pass used to."""
+    ids = world.catalog()
+    customer = world.customer(name="Keyed")
+    world.client.v1.subscriptions.create({"customer": customer, "items": [{"price": ids["pro_price"]}]})
+    with Session(world.engine) as session:
+        companies.upsert_company(session, keys={"stripe_customer_id": customer}, name="Keyed Inc")
+        session.commit()
+    sweep(world.engine, world.client, resume=False, now=ts(world.now))
+    company = world.company(customer)
+    with Session(world.engine) as session:
+        row = session.get(Company, company.id)
+        assert row is not None and row.name == "Keyed"
+    assert company.base == "pro"

@@ -55,8 +55,9 @@ def test_duplicate_deliveries_in_one_batch_are_no_ops(
         assert result.processed == 2 and result.failed == 0
         company = world.company("cus_d")
         assert company.base == "pro"
-        # Created on first sight with the initial plan, then moved to Pro: no extra changes.
-        assert plan_changes(world, company.id) == 2
+        # Created on first sight straight on Pro (its subscription is in the batch): one
+        # change, and the duplicates add none.
+        assert plan_changes(world, company.id) == 1
         assert len(world.inbox()) == 2 and {e.status for e in world.inbox()} == {"applied"}
     finally:
         world.close()
@@ -217,12 +218,14 @@ def test_plan_moves_written_as_plain_rows_match_the_models(world: World) -> None
     and history the ORM path writes: one base row with the billing columns, two plan changes,
     their audit entries, and change-log events naming the stored plan changes."""
     ids = world.catalog()
-    for n in range(3):
+    for n in range(3):  # companies on the initial plan first (a batch of their own)
         put(world, customer_event(f"evt_m{n}", T0, f"cus_m{n}", f"Moved {n}"))
+    assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).processed == 3
+    for n in range(3):
         sub = with_quantity(legacy_sub(f"sub_m{n}", f"cus_m{n}", ids["pro"]), n + 1)
         put(world, sub_event(f"evt_ms{n}", T0 + 1, sub, etype="customer.subscription.created"))
     result = apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0))
-    assert result.processed == 6 and result.failed == 0
+    assert result.processed == 3 and result.failed == 0
     with Session(world.engine) as session:
         for n in range(3):
             company = world.company(f"cus_m{n}")
@@ -240,6 +243,30 @@ def test_plan_moves_written_as_plain_rows_match_the_models(world: World) -> None
             assert moved.after == snapshot(changes[0])  # the model's own JSON rendering
             events = [c for c in world.change_log("company.plan_changed") if c.company_id == company.id]
             assert {e.payload["plan_change_id"] for e in events} == {c.id for c in changes}
+
+
+def test_a_new_customer_and_its_subscription_in_one_batch_start_on_the_billing_plan(world: World) -> None:
+    """No initial plan and then a move: one plan change, from nothing to the billing plan. A
+    customer whose subscription grants nothing starts on the initial plan as before."""
+    ids = world.catalog()
+    put(world, customer_event("evt_n", T0, "cus_n", "New"))
+    put(
+        world,
+        sub_event(
+            "evt_ns", T0 + 1, legacy_sub("sub_n", "cus_n", ids["pro"]), etype="customer.subscription.created"
+        ),
+    )
+    put(world, customer_event("evt_l", T0, "cus_l", "Lapsed"))
+    lapsed = {**legacy_sub("sub_l", "cus_l", ids["pro"]), "status": "canceled"}
+    put(world, sub_event("evt_ls", T0 + 1, lapsed, etype="customer.subscription.deleted"))
+    assert apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0)).failed == 0
+    new = world.company("cus_n")
+    assert new.base == "pro" and world.company("cus_l").base == "free"
+    with Session(world.engine) as session:
+        [change] = session.exec(select(PlanChange).where(col(PlanChange.company_id) == new.id)).all()
+    assert (change.action, change.previous_base_plan_id, change.actor) == ("billing_sync", None, "sub_n")
+    [event] = [c for c in world.change_log("company.plan_changed") if c.company_id == new.id]
+    assert event.payload["plan_change_id"] == change.id
 
 
 def test_plain_rows_render_like_the_models() -> None:

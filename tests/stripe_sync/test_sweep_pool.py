@@ -188,6 +188,13 @@ def test_planner_statistics_restart_with_each_pass(engine: Engine) -> None:
         pool.submit([{"id": f"cus_p{n:03d}", "object": "customer", "name": "P"} for n in range(100)])
     assert stats.refreshes == 3
 
+    def link(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
+        return SweepResult(linked=len(page))  # the closing pass: it stores nothing, it links
+
+    with _pool(engine, link, stats=stats) as linking:
+        linking.submit(_pages(1, size=100)[0])
+    assert stats.refreshes == 4  # companies it created count as written
+
 
 def test_on_sqlite_pages_run_in_the_calling_thread(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
