@@ -702,7 +702,7 @@ def main() -> None:
                 f"apply only (one thread, events already stored): {ap['events_per_s']:,.0f} events/s, "
                 f"{ap['cpu_ms_per_event']:.2f} ms CPU per event, "
                 f"{ap['statements_per_event']:.1f} SQL statements per event "
-                "(new customers: company created, initial plan, then the paid plan)"
+                "(new customers: companies created on the paid plan when their subscription shares the batch)"
             )
             print(
                 f"apply only, steady state (subscription updates of existing customers): "
