@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import stripe
@@ -260,15 +261,12 @@ def page_pool(
         apply_page(session, client, kind, page, ctx, created=created, result=tally, link=link)
         return tally
 
-    def new_context() -> MappingContext:
-        return MappingContext(now=now, past_due_grace_days=past_due_grace_days)
-
     return PagePool(
         engine,
         kind,
         cursor_name(kind),
         apply,
-        new_context,
+        partial(MappingContext, now=now, past_due_grace_days=past_due_grace_days),
         result=result,
         workers=workers,
         stats=stats,
@@ -337,15 +335,12 @@ def link_customers(
     def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
         return SweepResult(linked=link_page(session, ctx, [str(c["id"]) for c in page]))
 
-    def new_context() -> MappingContext:
-        return MappingContext(now=now, past_due_grace_days=past_due_grace_days)
-
     pool = PagePool(
         engine,
         "customer_link",
         None,  # the unlinked are found again from the start: no cursor to keep
         apply,
-        new_context,
+        partial(MappingContext, now=now, past_due_grace_days=past_due_grace_days),
         result=result,
         workers=workers,
         stats=stats,

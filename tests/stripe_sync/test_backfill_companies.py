@@ -6,23 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, col, select
 
-from syncd.models import AuditLog, Company, CompanyKey, PlanChange, StripeCustomer
+from syncd.models import AuditLog, Company, CompanyKey, StripeCustomer
 from syncd.services import companies
 from syncd.stripe_sync.mapping import ts
 from syncd.stripe_sync.sweep import sweep
 
+from .billing_helpers import plan_changes
 from .harness import World
-
-
-def plan_changes(world: World, company_id: str) -> list[PlanChange]:
-    with Session(world.engine) as session:
-        return list(
-            session.exec(
-                select(PlanChange)
-                .where(col(PlanChange.company_id) == company_id)
-                .order_by(col(PlanChange.created_at))
-            ).all()
-        )
 
 
 def audit_actions(world: World, company_id: str) -> list[str]:
