@@ -69,3 +69,14 @@ def test_results_section_is_replaced_in_place(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.count("bench/run.py: begin") == 1 and "second table" in text and "first table" not in text
     assert text.startswith("# Benchmark results\n") and "## Engine\n\nold text" in text
+
+
+def test_a_cost_measured_below_zero_is_read_and_gets_no_ratio() -> None:
+    """The middleware's added cost is a difference of medians: a noisy quick run can print
+    it below zero, which must still be read (not fail the group) and compare to nothing."""
+    from bench.run import MIDDLEWARE_ADDED, grab, ratio
+
+    line = "added to a Starlette route by gating it:             -0.31 us/request   (target <= 10 us)"
+    assert grab(MIDDLEWARE_ADDED, line) == -0.31
+    assert ratio(-0.31, 2.0, False) is None
+    assert ratio(0.5, 2.0, False) == 4.0
