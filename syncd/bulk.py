@@ -2,11 +2,18 @@
 
 ``executemany`` sends one protocol message per row and has the driver adapt every row's
 parameters; for the hundreds of rows of a sweep page (or a webhook batch's plan moves) that
-is most of the client's time, and one server execution per row. Here the rows are encoded
-as one document (:func:`dumps`) and the server expands them with ``json_to_recordset``, typed
-by the table's own column types: one statement, one plan, one execution, whatever the row
-count. The statement text depends only on the table and the columns, so it is built and
-prepared once.
+is most of the client's time, and one server execution per row. Here the rows' scalar values
+are encoded as one document (:func:`dumps`) and the server expands it with
+``json_to_recordset``, typed by the table's own column types: one statement, one plan, one
+execution, whatever the row count. The statement text depends only on the table and the
+columns, so it is built and prepared once.
+
+JSON columns (a mirrored Stripe object, an audit snapshot) travel apart, one parameter per
+column: the rows' values as JSON texts joined by newlines, which no JSON text contains raw
+(both encoders escape control characters), zipped with the document's rows by ``ROWS FROM``.
+Inside the document such a value would be parsed three times over (the document's input, the
+record expansion, the column's input); apart, once. For a page of mirrored subscriptions that
+is about four times less server time.
 
 With the ``fast`` extra the document is encoded by orjson (a few times cheaper than
 ``json``); what orjson refuses (lone surrogates, integers beyond 64 bits, non-string keys)
@@ -16,7 +23,8 @@ refuses; nothing syncd stores is NaN).
 
 Postgres only (:func:`supported`); callers keep ``executemany`` for SQLite. Values are stored
 as the column types would bind them: datetimes must be aware (stored in UTC), and ``None`` in
-a JSON column is JSON ``null``, as SQLAlchemy's JSON type binds it.
+a JSON column is JSON ``null``, as SQLAlchemy's JSON type binds it (SQL ``NULL`` for a column
+declared ``none_as_null``). Every row has the first row's keys.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
+
+from .rows_from import defined, rows_from
 
 try:  # the `fast` extra
     import orjson as _orjson
@@ -94,22 +104,40 @@ def upsert(table: Table, names: Sequence[str]) -> PgInsert:
 
 
 @cache
+def layout(table: Table, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``names`` split into those the document carries and the JSON columns that travel apart."""
+    apart = tuple(name for name in names if isinstance(table.c[name].type, JSON))
+    return tuple(name for name in names if name not in apart), apart
+
+
+@cache
 def unnested(table: Table, names: tuple[str, ...]) -> Select[Any]:
-    """``SELECT ... FROM json_to_recordset(:rows) AS r(<name> <type>, ...)``: the rows of
-    :func:`params`, typed as the table's columns."""
-    rows = (
-        func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
-        .table_valued(*(column(name, table.c[name].type) for name in names))
-        .render_derived(name="r", with_types=True)
+    """``SELECT ... FROM ROWS FROM (json_to_recordset(:rows) AS (<name> <type>, ...),
+    unnest(string_to_array(:j0, E'\\n', 'NULL')), ...) AS r(...)``: the rows of :func:`params`,
+    typed as the table's columns."""
+    scalars, apart = layout(table, names)
+    functions: list[Any] = []
+    if scalars:
+        document = func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
+        functions.append(defined(document, *(column(name, table.c[name].type) for name in scalars)))
+    functions.extend(
+        func.unnest(func.string_to_array(bindparam(f"j{n}", type_=Text), _NEWLINE, _NULL))
+        for n in range(len(apart))
     )
-    return select(*(_value(table, rows, name) for name in names))
+    rows = rows_from(*functions).table_valued(*(column(name) for name in (*scalars, *apart)))
+    rows = rows.render_derived(name="r")
+    return select(
+        *(
+            cast(rows.c[name], table.c[name].type).label(name) if name in apart else rows.c[name]
+            for name in names
+        )
+    )
 
 
-def _value(table: Table, rows: Any, name: str) -> Any:
-    column_type = table.c[name].type
-    if isinstance(column_type, JSON) and not column_type.none_as_null:
-        return func.coalesce(rows.c[name], literal_column("'null'::json")).label(name)
-    return rows.c[name]
+# The element ``string_to_array`` reads as NULL: no JSON text is the bare word NULL.
+NULL_TEXT = "NULL"
+_NEWLINE: Any = literal_column("E'\\n'")
+_NULL: Any = literal_column("'NULL'")
 
 
 @cache
@@ -128,10 +156,21 @@ def _update(table: Table, key: str, names: tuple[str, ...]) -> Update:
 
 
 def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str, str] | None:
-    """The rows as the one JSON parameter of :func:`unnested`; None when they cannot travel
-    that way (:func:`refused`): such rows go the ``executemany`` way instead."""
-    document = dumps([{name: row[name] for name in names} for row in rows])
-    return None if refused(document) else {"rows": document}
+    """The rows as the parameters of :func:`unnested`; None when they cannot travel that way
+    (a scalar Postgres's JSON functions would refuse, :func:`refused`): such rows go the
+    ``executemany`` way instead."""
+    scalars, apart = layout(table, tuple(names))
+    values: dict[str, str] = {}
+    if scalars:
+        document = dumps([{name: row[name] for name in scalars} for row in rows])
+        if refused(document):
+            return None
+        values["rows"] = document
+    for n, name in enumerate(apart):
+        as_null = table.c[name].type.none_as_null  # type: ignore[attr-defined]
+        texts = (NULL_TEXT if as_null and row[name] is None else dumps(row[name]) for row in rows)
+        values[f"j{n}"] = "\n".join(texts)  # both encoders escape newlines inside a text
+    return values
 
 
 def dumps(value: Any) -> str:
@@ -156,7 +195,9 @@ _REFUSED = re.compile(
 
 def refused(document: str) -> bool:
     """Whether Postgres's JSON functions would refuse this :func:`dumps` output."""
-    return ("\\u0000" in document or "\\ud" in document) and _REFUSED.search(document) is not None
+    # One scan for any escape first: documents almost never hold one (orjson escapes only
+    # control characters), and the regex costs several scans of its own.
+    return "\\u" in document and _REFUSED.search(document) is not None
 
 
 class LastFormatted:

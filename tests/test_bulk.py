@@ -176,3 +176,88 @@ def test_documents_read_back_the_same_whichever_encoder_writes_them(
     assert not bulk.refused(bulk.dumps(["emoji \U0001f600"]))
     with pytest.raises(ValueError, match="naive datetime"):
         bulk.dumps([T.replace(tzinfo=None)])
+
+
+ODD_JSON: list[Any] = [
+    {"text": "two\nlines", "nul": "a\x00b", "lone": "lone \ud800", "word": "NULL", "q": 'a "b" \\ c'},
+    "NULL",  # a JSON string, not SQL NULL
+    None,  # JSON null (the column is not none_as_null)
+    [],
+    {"nested": {"k": [1, 2.5, None, True]}, "emoji": "\U0001f600", "café": "naïve"},
+]
+
+
+@pytest.mark.postgres
+def test_json_columns_travel_apart_and_read_back_exactly(postgres_url: str) -> None:
+    """JSON columns go as newline-joined texts beside the document (one parse each on the
+    server): newlines, NULs and lone surrogates inside them stay set-based and read back as
+    written, and only SQL-level NULL markers become NULL."""
+    engine = make_engine(postgres_url)
+    migrate.upgrade(engine)
+    audit = _table(AuditLog)
+    rows = [
+        {
+            "actor_type": "stripe",
+            "action": f"apart.{n}",
+            "entity_type": "company",
+            "before": value,
+            "after": {"n": n, "value": value},
+            "created_at": T,
+        }
+        for n, value in enumerate(ODD_JSON)
+    ]
+    sent = bulk.params(audit, tuple(rows[0]), rows)
+    assert sent is not None and set(sent) == {"rows", "j0", "j1"}  # set-based, two JSON texts
+    assert sent["j0"].count("\n") == len(rows) - 1  # the only raw newlines: the separators
+    with Session(engine) as session:
+        bulk.insert_rows(session, audit, rows)
+        session.commit()
+        stored = session.execute(
+            select(audit.c.before, audit.c.after)
+            .where(audit.c.action.like("apart.%"))
+            .order_by(audit.c.action)
+        ).all()
+        nulls = session.execute(
+            select(audit.c.action).where(audit.c.action.like("apart.%"), audit.c.before.is_(None))
+        ).all()
+    assert [tuple(r) for r in stored] == [(v, {"n": n, "value": v}) for n, v in enumerate(ODD_JSON)]
+    assert nulls == []  # JSON null, as SQLAlchemy's JSON type binds None, never SQL NULL
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_id_lists_bind_as_one_array_literal(postgres_url: str) -> None:
+    """``one_of``/``any_of`` send a list as one ``varchar[]`` literal (no per-element dumping),
+    typed at the bind so that Postgres reads it once; awkward ids match exactly."""
+    from sqlalchemy.dialects import postgresql
+
+    from syncd.db import any_of, one_of
+
+    odd = ['q"uote', "back\\slash", "com,ma", "{brace}", "sp ace", "NULL", "", "naïve"]
+    engine = make_engine(postgres_url)
+    migrate.upgrade(engine)
+    customers = _table(StripeCustomer)
+    with Session(engine) as session:
+        session.execute(
+            insert(customers),
+            [
+                {
+                    "stripe_id": i,
+                    "livemode": False,
+                    "data": {},
+                    "deleted": False,
+                    "source_created": 0,
+                    "source_id": "",
+                    "synced_at": T,
+                }
+                for i in [*odd, "other"]
+            ],
+        )
+        statement = select(customers.c.stripe_id).where(any_of("postgresql", customers.c.stripe_id, "ids"))
+        assert "= ANY (%(ids)s::VARCHAR[])" in str(statement.compile(dialect=postgresql.dialect()))
+        assert sorted(session.execute(statement, {"ids": odd}).scalars()) == sorted(odd)
+        assert list(session.execute(statement, {"ids": []}).scalars()) == []
+        chosen = select(customers.c.stripe_id).where(one_of(session, customers.c.stripe_id, odd[:3]))
+        assert sorted(session.execute(chosen).scalars()) == sorted(odd[:3])
+        session.rollback()
+    engine.dispose()

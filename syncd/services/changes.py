@@ -28,9 +28,9 @@ from sqlalchemy import Table, event, insert, text
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
-from ..bulk import dumps, refused
+from ..bulk import dumps
 from ..models import ChangeLog, utcnow
-from .pgarray import text_array
+from ..pgarray import text_array
 
 ALL: Literal["all"] = "all"
 Changed: TypeAlias = frozenset[str] | Literal["all"]
@@ -180,42 +180,29 @@ def write_change_log(session: OrmSession) -> None:
     session.execute(insert(_CHANGE_LOG), [{**row, "created_at": now} for row in rows])
 
 
-# Postgres: one statement whatever the number of rows, the rows as one JSON document (one
-# bulk.dumps, no per-row parameter handling); WITH ORDINALITY keeps the rows' order,
-# hence their ids' order. The same statement takes the change-log lock (ids must be drawn in
-# commit order): ids are drawn for the join's output rows, and the join has no row before it
-# has read the lock's.
+# Postgres: one statement whatever the number of rows: topics and company ids as array
+# literals, the payloads as JSON texts joined by newlines (none contains one raw), each parsed
+# once, by the column's input; WITH ORDINALITY keeps the rows' order, hence their ids' order.
+# The same statement takes the change-log lock (ids must be drawn in commit order): ids are
+# drawn for the join's output rows, and the join has no row before it has read the lock's.
 _PG_INSERT = text(
     "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k))"
     " INSERT INTO change_log (topic, company_id, payload, created_at)"
-    " SELECT e->>'t', e->>'c', e->'p', :now FROM serialized,"
-    " json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS x(e, n) ORDER BY n"
-)
-# Postgres's JSON functions refuse a \u0000 or a lone surrogate anywhere in a document (a json
-# column stores them fine): such a batch goes as array literals, one JSON text per payload.
-_PG_INSERT_ARRAYS = text(
-    "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k))"
-    " INSERT INTO change_log (topic, company_id, payload, created_at)"
     " SELECT t, c, CAST(p AS json), :now FROM serialized,"
-    " unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), CAST(:p AS text[]))"
+    " unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), string_to_array(:p, E'\\n'))"
     " WITH ORDINALITY AS x(t, c, p, n) ORDER BY n"
 )
 
 
 def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> None:
-    document = dumps([{"t": r["topic"], "c": r["company_id"], "p": r["payload"]} for r in rows])
-    if not refused(document):
-        session.execute(_PG_INSERT, {"now": now, "k": CHANGE_LOG_LOCK, "rows": document})
-        return
-    payloads = (dumps(r["payload"]) for r in rows)
     session.execute(
-        _PG_INSERT_ARRAYS,
+        _PG_INSERT,
         {
             "now": now,
             "k": CHANGE_LOG_LOCK,
             "t": text_array(r["topic"] for r in rows),
             "c": text_array(r["company_id"] for r in rows),
-            "p": text_array(payloads),
+            "p": "\n".join(dumps(r["payload"]) for r in rows),  # both encoders escape newlines
         },
     )
 

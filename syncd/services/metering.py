@@ -24,8 +24,8 @@ from sqlmodel import Session, col
 from ..engine.periods import event_buckets
 from ..engine.wire import Subscription
 from ..models import CompanyMetric, EventIdempotency, UsageEvent
+from ..pgarray import plain_array, text_array, ts_array
 from .changes import usage_changed
-from .pgarray import plain_array, text_array, ts_array
 
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 _USAGE_EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]

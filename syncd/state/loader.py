@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, any_, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, any_, bindparam
 from sqlmodel import Session, col, select
 
+from ..db import TextArray
 from ..engine import wire
 from ..engine.compile import EntitlementSpec, build_entitlements, compile_override_rules
 from ..engine.periods import next_reset, period_start
@@ -59,7 +59,7 @@ def _id_filter(session: Session, column: Any, ids: Sequence[str]) -> ColumnEleme
     # On Postgres one array parameter (= ANY) instead of an IN list of thousands of bind
     # parameters: the driver and the server parse a short, cacheable statement.
     if session.get_bind().dialect.name == "postgresql":
-        return col(column) == any_(bindparam("ids", list(ids), type_=ARRAY(String)))
+        return col(column) == any_(bindparam("ids", list(ids), type_=TextArray()))
     return col(column).in_(ids)
 
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import ARRAY, String, all_, bindparam, select, update
+from sqlalchemy import all_, bindparam, select, update
 from sqlmodel import Session
 
-from ..db import any_of, one_of, pipeline
+from ..db import TextArray, any_of, one_of, pipeline
 from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcnow
 from ..services.changes import write_change_log
 from ..stripe_api import is_own_request
@@ -94,7 +94,7 @@ def claim_next(session: Session, count: int, skip: Sequence[str] = ()) -> list[t
 
 
 _INBOX: Any = InboxEvent.__table__  # type: ignore[attr-defined]
-_IDS = ARRAY(String)
+_IDS = TextArray()
 _CLAIM = (
     update(_INBOX)
     .where(

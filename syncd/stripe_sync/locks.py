@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from sqlalchemy import text
 from sqlmodel import Session
 
+from ..pgarray import plain_array
 from .normalize import JSON, ref_id
 
 _LOCK = text(
@@ -63,4 +64,4 @@ def advisory_locks(session: Session, names: Iterable[str]) -> None:
         return
     keys = sorted({lock_key(name) for name in names})
     if keys:
-        session.execute(_LOCK, {"keys": keys})
+        session.execute(_LOCK, {"keys": plain_array(keys)})  # a literal: no per-key dumping

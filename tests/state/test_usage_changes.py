@@ -123,7 +123,7 @@ def test_change_log_rows_keep_their_order_and_payloads_even_with_a_nul(store: En
 
     a, b = store.resolve_company({"slug": "a"}), store.resolve_company({"slug": "b"})
     assert a and b
-    for name in ("plain", "with\x00nul", "lone \ud800 surrogate", "emoji \U0001f600"):
+    for name in ("plain", "with\x00nul", "lone \ud800 surrogate", "emoji \U0001f600", "two\nlines"):
         with session_scope(store._engine) as session:
             record_event(session, "company.renamed", a, {"name": name, "quote": '"q"\\'})
             record_event(session, "company.renamed", b, {"name": name})

@@ -171,6 +171,36 @@ def test_planner_statistics_follow_a_first_backfill(engine: Engine) -> None:
     assert "Seq Scan" not in plan, plan  # planned for 2,000 rows, not for the empty table
 
 
+def _histogram_bounds(engine: Engine) -> int:
+    with engine.connect() as conn:
+        bounds = conn.execute(
+            text(
+                "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats"
+                " WHERE tablename = 'stripe_customer' AND attname = 'stripe_id'"
+            )
+        ).scalar()
+    return int(bounds or 0)
+
+
+def test_refreshes_during_a_sweep_sample_small_and_the_closing_one_does_not(engine: Engine) -> None:
+    """A sweep's own refreshes use a small statistics target (cheap on a large account); the
+    one closing the sweep uses the configured target, for the applier's plans afterwards."""
+    stats = PlannerStats(engine, first=100)
+    pool = page_pool(engine, None, "customer", created=1, result=SweepResult(), now=utcnow(), stats=stats)
+    with pool:
+        for start in range(0, 300, 100):
+            pool.submit(
+                [
+                    {"id": f"cus_h{n:04d}", "object": "customer", "name": "H"}
+                    for n in range(start, start + 100)
+                ]
+            )
+    assert stats.refreshes == 2
+    assert 0 < _histogram_bounds(engine) <= 11  # statistics target 10: at most 11 bounds
+    stats.refresh()
+    assert _histogram_bounds(engine) > 11  # the configured target (100 by default)
+
+
 def test_planner_statistics_restart_with_each_pass(engine: Engine) -> None:
     """The subscriptions pass fills ``company``, which the customers pass left empty: its
     first refresh comes after its own first threshold, not after the sweep's total doubled."""
