@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -162,7 +163,18 @@ def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str,
     scalars, apart = layout(table, tuple(names))
     values: dict[str, str] = {}
     if scalars:
-        document = dumps([{name: row[name] for name in scalars} for row in rows])
+        # The document's keys name the record's columns: rows with no JSON column go as they
+        # are, the others without their JSON values (picked in C: a comprehension per row
+        # cost a tenth of a sweep page's client time).
+        picked: Sequence[Row]
+        if not apart:
+            picked = rows
+        elif len(scalars) == 1:
+            picked = [{scalars[0]: row[scalars[0]]} for row in rows]
+        else:
+            pick = itemgetter(*scalars)
+            picked = [dict(zip(scalars, pick(row), strict=True)) for row in rows]
+        document = dumps(picked)
         if refused(document):
             return None
         values["rows"] = document
@@ -218,6 +230,8 @@ class LastFormatted:
 
 
 def _aware_iso(value: datetime) -> str:
+    if value.tzinfo is UTC:  # utcnow()'s: already in UTC
+        return value.isoformat()
     if value.tzinfo is None:
         raise ValueError("naive datetime stored; use aware UTC datetimes")
     return value.astimezone(UTC).isoformat()
