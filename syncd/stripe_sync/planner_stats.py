@@ -4,8 +4,11 @@ A first backfill writes tens of thousands of rows in seconds, long before autova
 ``ANALYZE`` (it naps a minute, then waits for 10% growth). Until then Postgres plans a page's
 reads (``... = ANY(:ids)``) for the near-empty tables it last saw: sequential scans, so each
 page costs more than the one before and a large account's backfill goes quadratic. The sweep
-therefore analyzes the tables it reads each time its own writes have doubled: about log2 of
-the account's size runs, tens of milliseconds each, and once more when it ends.
+therefore analyzes the tables it reads once its own writes reach a first threshold, then each
+time they have quadrupled (about log4 of the account's size runs, tens of milliseconds each),
+and once more when it ends. The first refresh is the one that matters: it replaces the empty
+tables' plans; between later ones Postgres scales its row estimates by each table's current
+size in pages, so they only keep the sampled spread of the ids current.
 
 The count restarts with each pass (:meth:`PlannerStats.new_pass`): the subscriptions pass
 fills ``company`` and its keys and plans, which the customers pass, before it, left empty,
@@ -30,6 +33,7 @@ ANALYZE = text(
     " scheduled_downgrade, credit_grant"
 )
 FIRST = 1_000  # objects written before the first refresh
+GROWTH = 4  # then each time the pass's writes have grown this many times
 # A sweep's own refreshes sample 3,000 rows a table (300 x target) instead of 30,000: what its
 # reads need is each table's size and the ids' spread, which a small sample gives; a full
 # sample, sorting every text column, grew to ~90 ms a refresh by 10,000 subscriptions. The
@@ -40,7 +44,7 @@ LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '2s'")
 
 
 class PlannerStats:
-    """Counts a sweep's writes and refreshes the statistics when they double (Postgres only;
+    """Counts a sweep's writes and refreshes the statistics when they quadruple (Postgres only;
     SQLite plans these reads by their indexes without statistics)."""
 
     def __init__(self, engine: Engine, *, first: int = FIRST) -> None:
@@ -59,13 +63,13 @@ class PlannerStats:
             self._start, self._next = self.written, self._first
 
     def add(self, count: int) -> None:
-        """``count`` more objects were written; refresh if the pass's writes have doubled."""
+        """``count`` more objects were written; refresh if the pass's writes have quadrupled."""
         with self._lock:
             self.written += count
             done = self.written - self._start
             due = self.enabled and done >= self._next
             if due:
-                self._next = done * 2
+                self._next = done * GROWTH
         if due:
             self.refresh(sampled=True)
 

@@ -89,16 +89,17 @@ class PendingWrites:
                 session.execute(insert(table).inline(), new)
 
 
+# JSON mode as pydantic renders it (UTC datetimes end in ``Z``).
 _z_iso = bulk.LastFormatted(lambda value: value.isoformat().replace("+00:00", "Z"))
 
 
-def _json(value: Any) -> Any:
-    """JSON mode as pydantic renders it (UTC datetimes end in ``Z``)."""
-    return _z_iso(value) if isinstance(value, datetime) else value
-
-
 def snapshot(row: Row) -> Row:
-    return {k: _json(v) for k, v in row.items()}
+    """The row in JSON mode (a copy; its datetimes as text): what the audit log and events hold."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, datetime):  # a few keys a row: no call for every other value
+            out[key] = _z_iso(value)
+    return out
 
 
 def company_row(name: str, now: datetime) -> Row:
