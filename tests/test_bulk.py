@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlmodel import Session
 
 from syncd import bulk, migrate
 from syncd.db import make_engine
-from syncd.models import AuditLog, Company, CompanyPlan, StripeCustomer
-from syncd.models.base import new_id
+from syncd.models import AuditLog, Company, StripeCustomer
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -88,21 +88,26 @@ def test_insert_and_update_rows_match_executemany(postgres_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_naive_datetimes_are_refused(postgres_url: str) -> None:
+def test_datetimes_are_stored_as_their_instant_and_naive_ones_as_utc(postgres_url: str) -> None:
+    """orjson writes datetimes itself (no Python callback): an aware one keeps its offset, which
+    Postgres reads as the same instant; a naive one is UTC whatever the session's time zone."""
     engine = make_engine(postgres_url)
     migrate.upgrade(engine)
+    paris = T.astimezone(ZoneInfo("Europe/Paris"))
+    audit = _table(AuditLog)
+    rows = [
+        {"actor_type": "stripe", "action": f"when.{n}", "entity_type": "company", "created_at": when}
+        for n, when in enumerate((T, paris, T.replace(tzinfo=None)))
+    ]
     with Session(engine) as session:
-        company = Company(name="N")
-        session.add(company)
-        session.flush()
-        row = {
-            "id": new_id("cpl"),
-            "company_id": company.id,
-            "plan_id": None,
-            "created_at": T.replace(tzinfo=None),
-        }
-        with pytest.raises(ValueError, match="naive datetime"):
-            bulk.insert_rows(session, _table(CompanyPlan), [row])
+        session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+        assert bulk.params(audit, tuple(rows[0]), rows) is not None  # set-based
+        bulk.insert_rows(session, audit, rows)
+        stored = session.execute(
+            select(audit.c.created_at).where(audit.c.action.like("when.%")).order_by(audit.c.action)
+        ).scalars()
+        assert [when.astimezone(UTC) for when in stored] == [T, T, T]
+        session.rollback()
     engine.dispose()
 
 
@@ -174,8 +179,12 @@ def test_documents_read_back_the_same_whichever_encoder_writes_them(
     # What Postgres's JSON functions refuse is still flagged, whoever encoded it.
     assert bulk.refused(bulk.dumps(["a\x00b"])) and bulk.refused(bulk.dumps(["lone \ud800"]))
     assert not bulk.refused(bulk.dumps(["emoji \U0001f600"]))
-    with pytest.raises(ValueError, match="naive datetime"):
-        bulk.dumps([T.replace(tzinfo=None)])
+    # Datetimes: ISO text with the offset, naive ones as UTC, whichever encoder writes them.
+    paris = T.astimezone(ZoneInfo("Europe/Paris"))
+    assert json.loads(bulk.dumps([T.replace(tzinfo=None), paris])) == [
+        "2026-11-21T12:00:00+00:00",
+        "2026-11-21T13:00:00+01:00",
+    ]
 
 
 ODD_JSON: list[Any] = [
