@@ -54,7 +54,7 @@ class RedisSettings:
 # 6,400 slots of a default Postgres lock table (which also holds every transaction's table
 # locks), the rest left to the applier and the API.
 SWEEP_OBJECTS_IN_FLIGHT = 2_000
-SWEEP_PAGE_SIZE = 500
+SWEEP_PAGE_SIZE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class StripeSettings:
     # Threads applying a sweep's pages (Postgres; SQLite applies them one at a time).
     sweep_workers: int = 2
     # Listed objects per sweep transaction (each holds up to two advisory locks per object);
-    # 0: 500, or fewer with more than four workers (see sweep_page).
+    # 0: 1,000, or fewer with more than two workers (see sweep_page).
     sweep_page_size: int = 0
     # syncd -> Stripe: push the catalog (and migrated subscriptions) on a schedule; off by
     # default so an operator decides when Stripe's catalog starts following syncd's.
@@ -85,7 +85,7 @@ class StripeSettings:
     push_interval_s: float = 300.0
 
     def sweep_page(self) -> int:
-        """Objects per sweep transaction: ``sweep_page_size``, else 500 or what keeps the
+        """Objects per sweep transaction: ``sweep_page_size``, else 1,000 or what keeps the
         workers' pages within ``SWEEP_OBJECTS_IN_FLIGHT``."""
         return self.sweep_page_size or min(SWEEP_PAGE_SIZE, SWEEP_OBJECTS_IN_FLIGHT // self.sweep_workers)
 

@@ -135,7 +135,8 @@ def test_shipped_config_files_load() -> None:
 @pytest.mark.parametrize(
     ("env", "page"),
     [
-        ({}, 500),
+        ({}, 1000),
+        ({"SYNCD_STRIPE_SWEEP_WORKERS": "3"}, 666),
         ({"SYNCD_STRIPE_SWEEP_WORKERS": "8"}, 250),  # automatic: 2,000 objects in flight at most
         ({"SYNCD_STRIPE_SWEEP_WORKERS": "3", "SYNCD_STRIPE_SWEEP_PAGE_SIZE": "600"}, 600),
         # SQLite applies one page at a time: any size within bounds

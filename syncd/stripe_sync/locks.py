@@ -31,7 +31,7 @@ def lock_key(name: str) -> int:
 def lock_objects(session: Session, objects: Sequence[tuple[str, JSON]]) -> None:
     """Each object's customer's lock (every writer of a customer's objects takes it), or the
     object's own for objects without a customer (products, prices), in one statement. One
-    lock per customer keeps a sweep page (500 objects) well inside Postgres's shared lock table
+    lock per customer keeps a sweep page (1,000 objects) well inside Postgres's shared lock table
     (``max_locks_per_transaction`` x connections)."""
     names: set[str] = set()
     for kind, obj in objects:
