@@ -1,4 +1,4 @@
-"""Many rows in one statement on Postgres: the rows travel as one JSON document.
+"""Many rows in one statement on Postgres: scalars as one JSON document, JSON columns beside it.
 
 ``executemany`` sends one protocol message per row and has the driver adapt every row's
 parameters; for the hundreds of rows of a sweep page (or a webhook batch's plan moves) that
@@ -17,15 +17,17 @@ is about four times less server time.
 
 With the ``fast`` extra the document is encoded by orjson (a few times cheaper than
 ``json``); what orjson refuses (lone surrogates, integers beyond 64 bits, non-string keys)
-takes ``json.dumps``. Both read back the same: orjson writes non-ASCII text as UTF-8 rather
-than escapes, and a NaN float as null (``json.dumps`` would write ``NaN``, which Postgres
-refuses; nothing syncd stores is NaN).
+takes ``json.dumps``. Both read back the same for what syncd stores: orjson writes non-ASCII
+text as UTF-8 rather than escapes, a NaN float as null (``json.dumps`` would write ``NaN``,
+which Postgres refuses; nothing syncd stores is NaN), and datetimes itself (no Python
+callback per value), as ISO text with the offset, which ``json.dumps`` is given too (orjson
+rounds an offset with seconds to the minute; syncd's datetimes are UTC).
 
 Postgres only (:func:`supported`); callers keep ``executemany`` for SQLite. Values are stored
-as the column types would bind them: a datetime as its instant (a naive one, which syncd
-never makes, taken as UTC: it cannot depend on the session's time zone), and ``None`` in a
-JSON column is JSON ``null``, as SQLAlchemy's JSON type binds it (SQL ``NULL`` for a column
-declared ``none_as_null``). Every row has the first row's keys.
+as the column types would bind them: a datetime as its instant (timestamp columns refuse a
+naive one, as ``UTCDateTime`` does), and ``None`` in a JSON column is JSON ``null``, as
+SQLAlchemy's JSON type binds it (SQL ``NULL`` for a column declared ``none_as_null``). Every
+row must have the first row's keys (checked: a missing key would read as NULL).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    DateTime,
     Select,
     Table,
     Text,
@@ -56,6 +59,7 @@ from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
 
+from .models.base import UTCDateTime
 from .rows_from import defined, rows_from
 
 try:  # the `fast` extra
@@ -112,6 +116,25 @@ def layout(table: Table, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple
 
 
 @cache
+def _timestamps(table: Table, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in names if isinstance(table.c[name].type, DateTime | UTCDateTime))
+
+
+def _check(table: Table, names: tuple[str, ...], rows: Sequence[Row]) -> None:
+    """What the ORM's column types refuse, refused here too: rows whose keys differ from the
+    first's (a missing key would read as NULL), and naive datetimes in timestamp columns
+    (``UTCDateTime`` refuses them: their instant would depend on the session's time zone)."""
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):
+        raise ValueError(f"rows for {table.name} do not all have the same keys")
+    for name in _timestamps(table, names):
+        for row in rows:
+            value = row[name]
+            if value is not None and value.tzinfo is None:
+                raise ValueError("naive datetime stored; use aware UTC datetimes")
+
+
+@cache
 def unnested(table: Table, names: tuple[str, ...]) -> Select[Any]:
     """``SELECT ... FROM ROWS FROM (json_to_recordset(:rows) AS (<name> <type>, ...),
     unnest(string_to_array(:j0, E'\\n', 'NULL')), ...) AS r(...)``: the rows of :func:`params`,
@@ -161,6 +184,7 @@ def params(table: Table, names: Sequence[str], rows: Sequence[Row]) -> dict[str,
     (a scalar Postgres's JSON functions would refuse, :func:`refused`): such rows go the
     ``executemany`` way instead."""
     scalars, apart = layout(table, tuple(names))
+    _check(table, tuple(names), rows)
     values: dict[str, str] = {}
     if scalars:
         # The document's keys name the record's columns: rows with no JSON column go as they
@@ -186,7 +210,8 @@ def _without(row: Row, names: tuple[str, ...]) -> Row:
 
 
 def dumps(value: Any) -> str:
-    """One JSON document (datetimes as ISO text with their offset, naive ones taken as UTC);
+    """One JSON document (datetimes as ISO text with their offset; in a JSON value a naive one
+    is taken as UTC, timestamp columns refuse it: :func:`params`);
     check it with :func:`refused` before handing it to Postgres's JSON functions."""
     if _orjson is not None:
         try:  # datetimes in C: a Python callback cost ~1 µs each, several a row
@@ -237,4 +262,6 @@ def _iso(value: datetime) -> str:
 def _encode(value: Any) -> str:
     if isinstance(value, datetime):
         return _iso(value)
+    if isinstance(value, date):  # as orjson writes one
+        return value.isoformat()
     raise TypeError(f"cannot store {type(value).__name__} in a bulk write")

@@ -118,6 +118,8 @@ class TextArray(UserDefinedType[Collection[str]]):
 
     def bind_processor(self, dialect: Any) -> Callable[[Collection[str] | None], str | None]:
         def process(value: Collection[str] | None) -> str | None:
+            if isinstance(value, str):  # a collection of characters: surely a mistake
+                raise TypeError("TextArray binds a collection of strings, not a string")
             return None if value is None else text_array(value)
 
         return process

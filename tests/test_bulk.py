@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,16 +89,17 @@ def test_insert_and_update_rows_match_executemany(postgres_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_datetimes_are_stored_as_their_instant_and_naive_ones_as_utc(postgres_url: str) -> None:
+def test_datetimes_are_stored_as_their_instant_and_naive_ones_refused(postgres_url: str) -> None:
     """orjson writes datetimes itself (no Python callback): an aware one keeps its offset, which
-    Postgres reads as the same instant; a naive one is UTC whatever the session's time zone."""
+    Postgres reads as the same instant whatever the session's time zone; a naive one in a
+    timestamp column is refused, as ``UTCDateTime`` refuses it, and so are rows whose keys differ."""
     engine = make_engine(postgres_url)
     migrate.upgrade(engine)
     paris = T.astimezone(ZoneInfo("Europe/Paris"))
     audit = _table(AuditLog)
     rows = [
         {"actor_type": "stripe", "action": f"when.{n}", "entity_type": "company", "created_at": when}
-        for n, when in enumerate((T, paris, T.replace(tzinfo=None)))
+        for n, when in enumerate((T, paris))
     ]
     with Session(engine) as session:
         session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
@@ -106,7 +108,14 @@ def test_datetimes_are_stored_as_their_instant_and_naive_ones_as_utc(postgres_ur
         stored = session.execute(
             select(audit.c.created_at).where(audit.c.action.like("when.%")).order_by(audit.c.action)
         ).scalars()
-        assert [when.astimezone(UTC) for when in stored] == [T, T, T]
+        assert [when.astimezone(UTC) for when in stored] == [T, T]
+        naive = {**rows[0], "action": "naive", "created_at": T.replace(tzinfo=None)}
+        with pytest.raises(ValueError, match="naive datetime"):
+            bulk.insert_rows(session, audit, [rows[0], naive])
+        with pytest.raises(ValueError, match="same keys"):
+            bulk.insert_rows(
+                session, audit, [rows[0], {k: v for k, v in rows[0].items() if k != "entity_type"}]
+            )
         session.rollback()
     engine.dispose()
 
@@ -179,11 +188,13 @@ def test_documents_read_back_the_same_whichever_encoder_writes_them(
     # What Postgres's JSON functions refuse is still flagged, whoever encoded it.
     assert bulk.refused(bulk.dumps(["a\x00b"])) and bulk.refused(bulk.dumps(["lone \ud800"]))
     assert not bulk.refused(bulk.dumps(["emoji \U0001f600"]))
-    # Datetimes: ISO text with the offset, naive ones as UTC, whichever encoder writes them.
+    # Datetimes (in JSON values): ISO text with the offset, naive ones as UTC, dates as ISO,
+    # whichever encoder writes them.
     paris = T.astimezone(ZoneInfo("Europe/Paris"))
-    assert json.loads(bulk.dumps([T.replace(tzinfo=None), paris])) == [
+    assert json.loads(bulk.dumps([T.replace(tzinfo=None), paris, T.date()])) == [
         "2026-11-21T12:00:00+00:00",
         "2026-11-21T13:00:00+01:00",
+        "2026-11-21",
     ]
 
 
@@ -270,3 +281,23 @@ def test_id_lists_bind_as_one_array_literal(postgres_url: str) -> None:
         assert sorted(session.execute(chosen).scalars()) == sorted(odd[:3])
         session.rollback()
     engine.dispose()
+
+
+@pytest.mark.parametrize("encoder", ["orjson", "json"])
+def test_no_json_text_holds_a_raw_newline_or_is_the_null_marker(
+    encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON column values travel as texts joined by newlines, ``NULL`` marking SQL NULL: a raw
+    newline inside one text would shift every later row, so no encoder may write one."""
+    if encoder == "json":
+        monkeypatch.setattr(bulk, "_orjson", None)
+    rng = random.Random(7)
+    awkward = ["\n", "\r\n", "\u2028", "\u2029", "\x00", "\x1e", "\ud800", "\t", '"', "\\", "NULL", "null"]
+    for _ in range(500):
+        text_ = "".join(
+            rng.choice(awkward) if rng.random() < 0.3 else chr(rng.randrange(0x20, 0x3000)) for _ in range(20)
+        )
+        for value in (text_, {"k": text_, "n": [text_, None, 2**70, 1.5]}, [text_], "NULL", None):
+            encoded = bulk.dumps(value)
+            assert "\n" not in encoded and encoded != bulk.NULL_TEXT and encoded
+            assert json.loads(encoded) == value

@@ -47,14 +47,14 @@ class PlannerStats:
     """Counts a sweep's writes and refreshes the statistics when they quadruple (Postgres only;
     SQLite plans these reads by their indexes without statistics)."""
 
-    def __init__(self, engine: Engine, *, first: int = FIRST) -> None:
+    def __init__(self, engine: Engine, *, first: int | None = None) -> None:
         self.engine = engine
         self.enabled = engine.dialect.name == "postgresql"
         self.written = 0
         self.refreshes = 0
-        self._first = first
+        self._first = FIRST if first is None else first
         self._start = 0  # written when the current pass began
-        self._next = first  # due when the pass has written this many
+        self._next = self._first  # due when the pass has written this many
         self._lock = threading.Lock()
 
     def new_pass(self) -> None:

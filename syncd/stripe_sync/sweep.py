@@ -194,50 +194,54 @@ def sweep(
     created = stripe_now(client)
     moment = now or utcnow()
     stats = PlannerStats(engine)
-    for kind in kinds:
-        after, _ = read_cursor(engine, cursor_name(kind)) if resume else (None, None)
-        if after == DONE:
-            result.objects[kind] = 0
-            continue
-        if after:
-            result.resumed.append(kind)
-        pool = page_pool(
-            engine,
-            client,
-            kind,
-            created=created,
-            result=result,
-            now=moment,
-            past_due_grace_days=past_due_grace_days,
-            workers=workers if kind in PARALLEL else 1,
-            stats=stats,
-            on_progress=on_progress,
-            link=False,  # link_customers, below, after the subscriptions
-        )
-        with pool:
-            for page in _pages(list_objects(client, kind, after), page_size):
-                pool.submit(page)
-        with Session(engine) as session:
-            write_cursor(session, cursor_name(kind), DONE)
-            session.commit()
-        result.objects[kind] = pool.count
-    if "customer" in kinds:
-        link_customers(
-            engine,
-            result=result,
-            now=moment,
-            past_due_grace_days=past_due_grace_days,
-            page_size=page_size,
-            workers=workers,
-            stats=stats,
-            on_progress=on_progress,
-        )
-    # Finished: the next sweep starts from the top again.
-    with Session(engine) as session:
+    try:
         for kind in kinds:
-            write_cursor(session, cursor_name(kind), "")
-        session.commit()
-    stats.refresh()  # the applier's plans, from now on, for the account's real size
+            after, _ = read_cursor(engine, cursor_name(kind)) if resume else (None, None)
+            if after == DONE:
+                result.objects[kind] = 0
+                continue
+            if after:
+                result.resumed.append(kind)
+            pool = page_pool(
+                engine,
+                client,
+                kind,
+                created=created,
+                result=result,
+                now=moment,
+                past_due_grace_days=past_due_grace_days,
+                workers=workers if kind in PARALLEL else 1,
+                stats=stats,
+                on_progress=on_progress,
+                link=False,  # link_customers, below, after the subscriptions
+            )
+            with pool:
+                for page in _pages(list_objects(client, kind, after), page_size):
+                    pool.submit(page)
+            with Session(engine) as session:
+                write_cursor(session, cursor_name(kind), DONE)
+                session.commit()
+            result.objects[kind] = pool.count
+        if "customer" in kinds:
+            link_customers(
+                engine,
+                result=result,
+                now=moment,
+                past_due_grace_days=past_due_grace_days,
+                page_size=page_size,
+                workers=workers,
+                stats=stats,
+                on_progress=on_progress,
+            )
+        # Finished: the next sweep starts from the top again.
+        with Session(engine) as session:
+            for kind in kinds:
+                write_cursor(session, cursor_name(kind), "")
+            session.commit()
+    finally:
+        # The applier's plans, from now on, for the account's real size, with the configured
+        # statistics target (the sweep's own refreshes sampled small), also when it failed.
+        stats.refresh()
     log.info("stripe_sweep_done", objects=result.objects, stored=result.stored, resumed=result.resumed)
     return result
 

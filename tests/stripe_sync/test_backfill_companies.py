@@ -124,3 +124,37 @@ def test_a_subscribed_customer_linked_by_key_gets_its_name_onto_the_company(worl
         row = session.get(Company, company.id)
         assert row is not None and row.name == "Keyed"
     assert company.base == "pro"
+
+
+def test_a_failed_sweep_still_leaves_full_planner_statistics(
+    pg_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's own refreshes sample small; the closing one, with the configured target,
+    runs even when the sweep stops early (else the coarse statistics would stay until
+    autovacuum's next ANALYZE)."""
+    from syncd.stripe_sync import planner_stats
+
+    refreshes: list[bool] = []
+    original = planner_stats.PlannerStats.refresh
+
+    def recorded(self: planner_stats.PlannerStats, *, sampled: bool = False) -> None:
+        refreshes.append(sampled)
+        original(self, sampled=sampled)
+
+    monkeypatch.setattr(planner_stats.PlannerStats, "refresh", recorded)
+    monkeypatch.setattr(planner_stats, "FIRST", 2)
+    ids = pg_world.catalog()
+    for n in range(4):
+        customer = pg_world.customer(name=f"C{n}")
+        pg_world.client.v1.subscriptions.create(
+            {"customer": customer, "items": [{"price": ids["pro_price"]}]}
+        )
+
+    def crash(kind: str, n: int) -> None:
+        if kind == "subscription":
+            raise RuntimeError("listing failed")
+
+    with pytest.raises(RuntimeError):
+        sweep(pg_world.engine, pg_world.client, page_size=2, now=ts(pg_world.now), on_progress=crash)
+    assert True in refreshes  # the customers pass refreshed, sampled
+    assert refreshes[-1] is False  # and the sweep closed with a full refresh although it failed
