@@ -130,7 +130,7 @@ def _check(table: Table, names: tuple[str, ...], rows: Sequence[Row]) -> None:
     for name in _timestamps(table, names):
         for row in rows:
             value = row[name]
-            if value is not None and value.tzinfo is None:
+            if isinstance(value, datetime) and value.tzinfo is None:
                 raise ValueError("naive datetime stored; use aware UTC datetimes")
 
 
