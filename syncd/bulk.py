@@ -122,16 +122,23 @@ def _timestamps(table: Table, names: tuple[str, ...]) -> tuple[str, ...]:
 
 def _check(table: Table, names: tuple[str, ...], rows: Sequence[Row]) -> None:
     """What the ORM's column types refuse, refused here too: rows whose keys differ from the
-    first's (a missing key would read as NULL), and naive datetimes in timestamp columns
-    (``UTCDateTime`` refuses them: their instant would depend on the session's time zone)."""
+    first's (a missing key would read as NULL), and in timestamp columns naive datetimes and
+    dates (``UTCDateTime`` refuses them: their instant would depend on the session's time
+    zone) and offsets with seconds (which orjson rounds to the minute)."""
     keys = rows[0].keys()
     if any(row.keys() != keys for row in rows):
         raise ValueError(f"rows for {table.name} do not all have the same keys")
     for name in _timestamps(table, names):
         for row in rows:
             value = row[name]
-            if isinstance(value, datetime) and value.tzinfo is None:
-                raise ValueError("naive datetime stored; use aware UTC datetimes")
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime stored; use aware UTC datetimes")
+                offset = value.utcoffset() if value.tzinfo is not UTC else None
+                if offset is not None and offset.seconds % 60:  # orjson would cut it to the minute
+                    raise ValueError("datetime with an offset in seconds stored; use UTC datetimes")
+            elif isinstance(value, date):  # midnight in the session's time zone: ambiguous
+                raise ValueError("date stored in a timestamp column; use an aware UTC datetime")
 
 
 @cache

@@ -57,6 +57,12 @@ SWEEP_OBJECTS_IN_FLIGHT = 2_000
 SWEEP_PAGE_SIZE = 1_000
 
 
+def automatic_page_size(workers: int) -> int:
+    """Objects per sweep transaction for ``workers`` threads when none is configured: 1,000,
+    or what keeps their pages within ``SWEEP_OBJECTS_IN_FLIGHT``."""
+    return min(SWEEP_PAGE_SIZE, SWEEP_OBJECTS_IN_FLIGHT // max(1, workers))
+
+
 @dataclass(frozen=True, slots=True)
 class StripeSettings:
     api_key: SecretStr | None = None  # None: use the built-in Stripe emulator
@@ -87,7 +93,7 @@ class StripeSettings:
     def sweep_page(self) -> int:
         """Objects per sweep transaction: ``sweep_page_size``, else 1,000 or what keeps the
         workers' pages within ``SWEEP_OBJECTS_IN_FLIGHT``."""
-        return self.sweep_page_size or min(SWEEP_PAGE_SIZE, SWEEP_OBJECTS_IN_FLIGHT // self.sweep_workers)
+        return self.sweep_page_size or automatic_page_size(self.sweep_workers)
 
 
 @dataclass(frozen=True, slots=True)

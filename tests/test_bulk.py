@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -92,7 +92,8 @@ def test_insert_and_update_rows_match_executemany(postgres_url: str) -> None:
 def test_datetimes_are_stored_as_their_instant_and_naive_ones_refused(postgres_url: str) -> None:
     """orjson writes datetimes itself (no Python callback): an aware one keeps its offset, which
     Postgres reads as the same instant whatever the session's time zone; a naive one in a
-    timestamp column is refused, as ``UTCDateTime`` refuses it, and so are rows whose keys differ."""
+    timestamp column is refused, as ``UTCDateTime`` refuses it, and so are a date, an offset in
+    seconds (orjson would round it) and rows whose keys differ."""
     engine = make_engine(postgres_url)
     migrate.upgrade(engine)
     paris = T.astimezone(ZoneInfo("Europe/Paris"))
@@ -116,6 +117,13 @@ def test_datetimes_are_stored_as_their_instant_and_naive_ones_refused(postgres_u
             bulk.insert_rows(
                 session, audit, [rows[0], {k: v for k, v in rows[0].items() if k != "entity_type"}]
             )
+        with pytest.raises(ValueError, match="same keys"):
+            bulk.insert_rows(session, audit, [rows[0], {**rows[0], "note": "an extra key"}])
+        with pytest.raises(ValueError, match="date stored"):
+            bulk.insert_rows(session, audit, [{**rows[0], "created_at": T.date()}])
+        lmt = datetime(1900, 1, 1, tzinfo=timezone(timedelta(minutes=9, seconds=21)))
+        with pytest.raises(ValueError, match="offset in seconds"):
+            bulk.insert_rows(session, audit, [{**rows[0], "created_at": lmt}])
         session.rollback()
     engine.dispose()
 

@@ -87,5 +87,6 @@ class PlannerStats:
         except Exception as exc:  # statistics are an optimisation: the sweep goes on without
             log.warning("planner_stats_refresh_failed", error=str(exc))
             return
-        self.refreshes += 1
+        with self._lock:
+            self.refreshes += 1
         log.debug("planner_stats_refreshed", written=self.written)

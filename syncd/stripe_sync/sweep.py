@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from ..config import SWEEP_PAGE_SIZE
+from ..config import SWEEP_PAGE_SIZE, automatic_page_size
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
 from .companies_bulk import CUSTOMERS, ensure_companies, load_customers, name_companies
@@ -182,14 +182,16 @@ def sweep(
     *,
     kinds: Sequence[str] = KINDS,
     resume: bool = True,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
     workers: int = 2,
     past_due_grace_days: int = 0,
     now: datetime | None = None,
     on_progress: Progress | None = None,
 ) -> SweepResult:
     """List and apply every object of ``kinds``; resumes an interrupted sweep by default.
-    Pages of a kind are applied on ``workers`` threads (Postgres) while the next are listed."""
+    Pages of a kind are applied on ``workers`` threads (Postgres) while the next are listed;
+    ``page_size`` None: the automatic size for that many workers."""
+    page_size = page_size or automatic_page_size(workers)
     result = SweepResult()
     created = stripe_now(client)
     moment = now or utcnow()
@@ -331,12 +333,13 @@ def link_customers(
     result: SweepResult,
     now: datetime,
     past_due_grace_days: int = 0,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
     workers: int = 2,
     stats: PlannerStats | None = None,
     on_progress: Progress | None = None,
 ) -> None:
     """The sweep's closing pass: companies for the customers its subscriptions gave none."""
+    page_size = page_size or automatic_page_size(workers)
 
     def apply(session: Session, ctx: MappingContext, page: Sequence[JSON]) -> SweepResult:
         return SweepResult(linked=link_page(session, ctx, [str(c["id"]) for c in page]))

@@ -158,3 +158,4 @@ def test_a_failed_sweep_still_leaves_full_planner_statistics(
         sweep(pg_world.engine, pg_world.client, page_size=2, now=ts(pg_world.now), on_progress=crash)
     assert True in refreshes  # the customers pass refreshed, sampled
     assert refreshes[-1] is False  # and the sweep closed with a full refresh although it failed
+    assert refreshes.count(False) == 1  # once
