@@ -35,12 +35,12 @@ from ..models import InboxEvent, StripeProduct, StripeSubscriptionSchedule, utcn
 from ..services.changes import write_change_log
 from ..stripe_api import is_own_request
 from . import mirror, mirror_bulk
-from .companies_bulk import ensure_companies, load_customers, name_companies
+from .companies_bulk import load_customers, name_companies
 from .inbox import is_relevant
-from .locks import lock_companies, lock_objects
+from .locks import lock_objects
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind
-from .preload import billed_customers, load_subscriptions, sync_companies
+from .preload import billed_companies, load_subscriptions, sync_companies
 from .schedules import map_schedule, schedules_of
 
 log = structlog.get_logger(__name__)
@@ -266,9 +266,7 @@ def _map(
     written = [state for (kind, _), state in work.written.items() if kind == "subscription"]
     refreshing = bool(work.invoices) and client is not None
     subscriptions = None if refreshing or relinked else load_subscriptions(session, synced, written)
-    billed = billed_customers(session, ctx, subscriptions) if subscriptions else set()
-    companies = ensure_companies(session, [*work.customers, *synced], ctx.catalog, customers, billed=billed)
-    lock_companies(session, companies.values(), created=customers.created)
+    companies = billed_companies(session, ctx, [*work.customers, *synced], customers, subscriptions)
     name_companies(session, list(work.customers), companies, customers)
     if client is not None:
         for sub_id, item in work.invoices.items():

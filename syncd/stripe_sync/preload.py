@@ -25,6 +25,8 @@ from sqlmodel import Session, col
 from ..db import any_of
 from ..models import CreditGrant, ScheduledDowngrade
 from . import rows
+from .companies_bulk import Customers, ensure_companies
+from .locks import lock_companies
 from .mapping import MappingContext, claims_from, expected_plans, sync_company
 from .mirror_bulk import State
 from .normalize import SubscriptionView, subscription_view
@@ -64,6 +66,22 @@ def billed_customers(session: Session, ctx: MappingContext, subscriptions: Subsc
         for customer_id, subs in subscriptions.items()
         if subs and expected_plans(claims_from(session, subs, ctx))[0] is not None
     }
+
+
+def billed_companies(
+    session: Session,
+    ctx: MappingContext,
+    customer_ids: Sequence[str],
+    customers: Customers,
+    subscriptions: Subscriptions | None,
+) -> dict[str, str]:
+    """``ensure_companies`` for the customers, then their companies' locks: customers whose
+    ``subscriptions`` (read under their locks; None: not known yet) grant a base plan get a
+    new company straight on it, and companies this transaction created need no lock."""
+    billed = billed_customers(session, ctx, subscriptions) if subscriptions else set()
+    companies = ensure_companies(session, customer_ids, ctx.catalog, customers, billed=billed)
+    lock_companies(session, companies.values(), created=customers.created)
+    return companies
 
 
 def preload(

@@ -33,12 +33,12 @@ from sqlmodel import Session
 from ..config import SWEEP_PAGE_SIZE, automatic_page_size
 from ..models import StripeProduct, StripeSubscriptionSchedule, utcnow
 from . import mirror, mirror_bulk
-from .companies_bulk import CUSTOMERS, ensure_companies, load_customers, name_companies
-from .locks import lock_companies, lock_objects
+from .companies_bulk import CUSTOMERS, load_customers, name_companies
+from .locks import lock_objects
 from .mapping import MappingContext, link_product
 from .normalize import JSON, fingerprint, plain
 from .planner_stats import PlannerStats
-from .preload import billed_customers, load_subscriptions, sync_companies
+from .preload import billed_companies, load_subscriptions, sync_companies
 from .replay import read_cursor, write_cursor
 from .schedules import map_schedule
 from .sweep_pool import PagePool, SweepResult
@@ -160,9 +160,7 @@ def apply_page(
     wanted = [*(remap if kind == "customer" else ()), *customers]
     known = load_customers(session, wanted)
     subscriptions = load_subscriptions(session, list(customers), states)
-    billed = billed_customers(session, ctx, subscriptions)
-    companies = ensure_companies(session, wanted, ctx.catalog, known, billed=billed)
-    lock_companies(session, companies.values(), created=known.created)
+    companies = billed_companies(session, ctx, wanted, known, subscriptions)
     if kind == "customer":
         name_companies(session, remap, companies, known)
     else:  # customers linked by this page to the company their key names: named as their own page would
@@ -318,9 +316,7 @@ def link_page(session: Session, ctx: MappingContext, customer_ids: Sequence[str]
         if cid in known.mirrors and not known.mirrors[cid][2] and cid not in known.linked
     ]
     subscriptions = load_subscriptions(session, todo)
-    billed = billed_customers(session, ctx, subscriptions)
-    companies = ensure_companies(session, todo, ctx.catalog, known, billed=billed)
-    lock_companies(session, companies.values(), created=known.created)
+    companies = billed_companies(session, ctx, todo, known, subscriptions)
     name_companies(session, todo, companies, known)
     subscribed = [cid for cid in todo if subscriptions.get(cid)]
     sync_companies(session, ctx, subscribed, companies, subscriptions=subscriptions)
