@@ -15,7 +15,9 @@
 ``--workers 0`` (default) serves from a thread of this process; ``--workers N`` runs
 ``syncd run`` with ``[server] workers = N`` in its own processes, as in production.
 3. Full sweep: pages of listed customers and subscriptions applied locally (mirror + company
-   + plan mapping, one transaction per 100-object page), objects/s and peak RSS.
+   + plan mapping, one transaction per 1,000-object page), objects/s and peak RSS. The objects
+   are copies of a customer and a subscription the built-in emulator renders in full
+   (``_stripe_objects``; ``--sweep-objects trimmed``: only the fields syncd reads).
 
 Event mix: per customer ``customer.created``, ``customer.subscription.created`` (Pro) and
 ``customer.subscription.updated`` (quantity), as webhooks with current-API payloads. Objects
@@ -54,6 +56,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
+from bench._stripe_objects import StripeShapes
 from syncd import jobs
 from syncd.api import create_app
 from syncd.catalog import apply_catalog, loads
@@ -581,12 +584,26 @@ def updates_for(customers: int, count: int) -> list[dict[str, Any]]:
     return out
 
 
-def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str, float]:
+def sweep_rate(
+    database_url: str, customers: int, workers: int = 2, objects: str = "stripe"
+) -> dict[str, float]:
     """Apply listed pages (customers, then subscriptions) through the sweep's page pool (the
-    threads, locks, cursor and planner statistics of ``syncd backfill``), no HTTP."""
+    threads, locks, cursor and planner statistics of ``syncd backfill``), no HTTP.
+    ``objects``: "stripe", objects as the API lists them (``_stripe_objects``); "trimmed", the
+    few fields syncd reads (a few hundred bytes: the lower bound of the work)."""
     with tempfile.TemporaryDirectory() as data_dir:
         daemon = catalog_daemon(database_url, data_dir)
         created = int(time.time())
+        shapes = StripeShapes(PRODUCT, PRICE, created) if objects == "stripe" else None
+
+        def listed(kind: str, n: int) -> dict[str, Any]:
+            if shapes is not None:
+                if kind == "customer":
+                    return shapes.customer(f"s{n}", f"Swept {n}")
+                return shapes.subscription(f"s{n}", 3)
+            if kind == "customer":
+                return {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
+            return subscription_for(f"s{n}", created, 3)
 
         def run(result: SweepResult, stats: PlannerStats) -> None:
             for kind in ("customer", "subscription"):
@@ -604,12 +621,7 @@ def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str,
                 with pool:
                     for start in range(0, customers, PAGE_SIZE):
                         pool.submit(
-                            [
-                                {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
-                                if kind == "customer"
-                                else subscription_for(f"s{n}", created, 3)
-                                for n in range(start, min(customers, start + PAGE_SIZE))
-                            ]
+                            [listed(kind, n) for n in range(start, min(customers, start + PAGE_SIZE))]
                         )
             link_customers(daemon.engine, result=result, now=utcnow(), workers=workers, stats=stats)
 
@@ -633,6 +645,8 @@ def sweep_rate(database_url: str, customers: int, workers: int = 2) -> dict[str,
         "peak_rss_mb": rss / 1024,
         "rss_growth_mb": (rss - rss0) / 1024,
         "stats_refreshes": float(stats.refreshes),
+        "subscription_bytes": float(len(json.dumps(listed("subscription", 0), separators=(",", ":")))),
+        "customer_bytes": float(len(json.dumps(listed("customer", 0), separators=(",", ":")))),
     }
 
 
@@ -649,6 +663,12 @@ def main() -> None:
     )
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     parser.add_argument("--sweep-workers", type=int, default=2, help="threads applying sweep pages")
+    parser.add_argument(
+        "--sweep-objects",
+        choices=("stripe", "trimmed"),
+        default="stripe",
+        help="swept objects as Stripe lists them (~3 KB a subscription) or trimmed to what syncd reads",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -712,14 +732,16 @@ def main() -> None:
             )
     if "s" in args.only:
         with fresh_database(args.postgres) as url:
-            sw = sweep_rate(url, n_sweep, args.sweep_workers)
+            sw = sweep_rate(url, n_sweep, args.sweep_workers, args.sweep_objects)
             print(
                 f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
                 f"on {args.sweep_workers} thread(s) ({sw['cpu_ms_per_object']:.2f} ms CPU per object in this "
                 f"process; planner statistics refreshed {sw['stats_refreshes']:.0f} times); "
                 f"peak RSS {sw['peak_rss_mb']:.0f} MB "
                 f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep); "
-                f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s"
+                f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s; "
+                f"{args.sweep_objects} objects: {sw['subscription_bytes']:,.0f} bytes a subscription, "
+                f"{sw['customer_bytes']:,.0f} a customer"
             )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
