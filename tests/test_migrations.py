@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
@@ -103,6 +105,61 @@ def test_company_plan_timer_indexes_leave_out_nulls_and_downgrade(database_url: 
     indexes = _company_plan_indexes(engine)
     assert "ix_company_plan_company_id" in indexes
     assert "NOT NULL" not in indexes["ix_company_plan_trial_end"]
+    migrate.upgrade(engine)
+    assert migrate.is_at_head(engine)
+    engine.dispose()
+
+
+def _compression(engine: Any) -> dict[tuple[str, str], str]:
+    query = (
+        "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped"
+    )
+    with engine.connect() as conn:
+        return {(table, column): method for table, column, method in conn.execute(text(query)).all()}
+
+
+def test_large_payload_columns_compress_with_lz4_and_downgrade(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    with engine.connect() as conn:
+        methods = conn.execute(
+            text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        ).scalar()
+    if not methods or "lz4" not in methods:
+        pytest.skip("this Postgres has no lz4: the migration leaves pglz, nothing to check")
+    migrate.upgrade(engine)
+    found = _compression(engine)
+    lz4 = {key for key, method in found.items() if method == "l"}
+    assert lz4 == {
+        *((f"stripe_{kind}", "data") for kind in ("product", "price", "customer", "subscription")),
+        *((f"stripe_{kind}", "data") for kind in ("subscription_schedule", "invoice", "meter")),
+        ("inbox_event", "payload"),
+        ("change_log", "payload"),
+        ("outbox_message", "payload"),
+        ("webhook_delivery", "payload"),
+        ("audit_log", "before"),
+        ("audit_log", "after"),
+    }
+    # A mirrored subscription's JSON (over 2 KB) is stored lz4-compressed.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stripe_subscription (stripe_id, livemode, data, deleted, source_created,"
+                " source_id, synced_at, status)"
+                " VALUES ('sub_big', false, CAST(:data AS json), false, 1, 'test', now(), 'active')"
+            ),
+            {"data": json.dumps({"id": "sub_big", "items": [{"n": n, "price": "p"} for n in range(200)]})},
+        )
+        stored = conn.execute(
+            text("SELECT pg_column_compression(data) FROM stripe_subscription WHERE stripe_id = 'sub_big'")
+        ).scalar()
+    assert stored == "lz4"
+    cfg = migrate.alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010_company_plan_indexes")
+    assert {method for method in _compression(engine).values()} <= {"", "p"}
     migrate.upgrade(engine)
     assert migrate.is_at_head(engine)
     engine.dispose()

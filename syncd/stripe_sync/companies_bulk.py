@@ -31,8 +31,7 @@ from ..models import (
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
 from . import rows
-from .mapping import CUSTOMER_KEY, STRIPE, CatalogCache, customer_name, ensure_company
-from .normalize import JSON
+from .mapping import CUSTOMER_KEY, NAME_KEYS, STRIPE, CatalogCache, customer_name, ensure_company
 
 CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 
@@ -41,8 +40,8 @@ CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 class Customers:
     """A batch's customers as one query finds them: their mirror rows and linked companies."""
 
-    mirrors: dict[str, tuple[str | None, JSON, bool]] = field(default_factory=dict)
-    """customer -> (company id column, data, deleted) of its mirror row"""
+    mirrors: dict[str, tuple[str | None, str | None, bool]] = field(default_factory=dict)
+    """customer -> (company id column, the name its data gives, deleted) of its mirror row"""
     linked: dict[str, str] = field(default_factory=dict)
     """customer -> the existing company its mirror row names"""
     names: dict[str, str] = field(default_factory=dict)
@@ -58,8 +57,8 @@ def load_customers(session: Session, customer_ids: Collection[str]) -> Customers
         return found
     query = _customers_query(session.get_bind().dialect.name)
     rows_found = session.execute(query, {"ids": sorted(set(customer_ids))}).all()
-    for stripe_id, column, data, deleted, company_id, name in rows_found:
-        found.mirrors[stripe_id] = (column, data, deleted)
+    for stripe_id, column, *named, deleted, company_id, name in rows_found:
+        found.mirrors[stripe_id] = (column, customer_name(dict(zip(NAME_KEYS, named, strict=True))), deleted)
         if company_id is not None:
             found.linked[stripe_id] = company_id
             found.names[company_id] = name
@@ -73,7 +72,8 @@ def _customers_query(dialect: str) -> Any:
         sa_select(
             CUSTOMERS.c.stripe_id,
             CUSTOMERS.c.company_id,
-            CUSTOMERS.c.data,
+            # Only what names a company: a customer's whole object is ~0.7 KB of JSON to parse
+            *(CUSTOMERS.c.data[key].as_string() for key in NAME_KEYS),
             CUSTOMERS.c.deleted,
             company.c.id,
             company.c.name,
@@ -109,7 +109,7 @@ def ensure_companies(
         ).all()
     )
     missing = [cid for cid in todo if cid not in keyed]
-    names = {cid: (customer_name(mirrors[cid][1]) if cid in mirrors else None) for cid in missing}
+    names = {cid: (mirrors[cid][1] if cid in mirrors else None) for cid in missing}
     pending = rows.PendingWrites()
     created = _create(session, missing, names, catalog, pending, billed)
     customers.names.update((company_id, names.get(cid) or "") for cid, company_id in created.items())
@@ -256,7 +256,7 @@ def name_companies(
         company_id, mirror_row = companies.get(cid), customers.mirrors.get(cid)
         if company_id is None or mirror_row is None or mirror_row[2]:  # no company, or deleted
             continue
-        name = customer_name(mirror_row[1])
+        name = mirror_row[1]
         if name and company_id in customers.names and customers.names[company_id] != name:
             pending.update(rows.COMPANY, company_id, {"name": name, "updated_at": now})
             customers.names[company_id] = name

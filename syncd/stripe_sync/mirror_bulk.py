@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, Text, bindparam, cast, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
 
 from .. import bulk
 from ..db import any_of
 from ..models import utcnow
 from .mirror import MODELS, columns, past_due_since, subscription_columns
-from .normalize import JSON, SubscriptionView, subscription_view
+from .normalize import JSON, SubscriptionView, loads_stripe, subscription_view
 
 
 @dataclass(slots=True)
@@ -94,12 +95,29 @@ _NOT_DERIVED = frozenset(
 _DERIVED = {kind: [c.name for c in table_of(kind).c if c.name not in _NOT_DERIVED] for kind in MODELS}
 
 
+class StripeJSON(TypeDecorator[Any]):
+    """A mirrored Stripe object read as text and parsed by :func:`~.normalize.loads_stripe`
+    (orjson: a re-sweep reads back every row it compares, ~3 KB a subscription)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else loads_stripe(value)
+
+
+def stripe_data(table: Table) -> Any:
+    """``table.data`` as :class:`StripeJSON` reads it, labelled ``data``."""
+    return cast(table.c.data, StripeJSON()).label("data")
+
+
 @cache
 def _load_query(dialect: str, kind: str, lock: bool) -> Any:
     table = table_of(kind)
     base = ("stripe_id", "data", "deleted", "source_created", "source_id")
     names = dict.fromkeys([*base, *_EXTRA[kind], *_DERIVED[kind]])
-    query = select(*(table.c[name] for name in names)).where(any_of(dialect, table.c.stripe_id, "ids"))
+    columns = (stripe_data(table) if name == "data" else table.c[name] for name in names)
+    query = select(*columns).where(any_of(dialect, table.c.stripe_id, "ids"))
     return query.with_for_update() if lock and dialect == "postgresql" else query
 
 

@@ -12,9 +12,15 @@ assumes one shape:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+try:  # the ``fast`` extra
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by installs without the extra
+    _orjson = None  # type: ignore[assignment]
 
 JSON = dict[str, Any]
 
@@ -29,6 +35,18 @@ def plain(obj: Any) -> JSON:
         data = to_dict(for_json=True)  # decimals (``unit_amount_decimal``) as JSON-safe strings
         return data if isinstance(data, dict) else {}
     return dict(obj) if isinstance(obj, Mapping) else {}
+
+
+def loads_stripe(document: str | bytes) -> Any:
+    """A stored Stripe object's JSON text, parsed by orjson where installed (2-3x ``json``).
+    Only for Stripe's objects: orjson reads an integer beyond 64 bits as a float, and Stripe's
+    integers are 64-bit. What orjson refuses (NaN, say) is left to ``json``."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(document)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(document)
 
 
 # JSON objects here are dicts (json.loads, or the SDK's StripeObject, a dict subclass): the

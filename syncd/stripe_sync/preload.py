@@ -28,7 +28,7 @@ from . import rows
 from .companies_bulk import Customers, ensure_companies
 from .locks import lock_companies
 from .mapping import MappingContext, claims_from, expected_plans, sync_company
-from .mirror_bulk import State
+from .mirror_bulk import State, stripe_data
 from .normalize import SubscriptionView, subscription_view
 
 Subscriptions = dict[str, list[tuple[SubscriptionView, int | None]]]
@@ -147,7 +147,7 @@ def _queries(dialect: str) -> _Queries:
             subs.c.customer_id,
             subs.c.stripe_id,
             # the rows the caller has just written come back without their data
-            case((any_of(dialect, subs.c.stripe_id, "fresh"), null()), else_=subs.c.data),
+            case((any_of(dialect, subs.c.stripe_id, "fresh"), null()), else_=stripe_data(subs)),
             subs.c.past_due_since,
         ).where(any_of(dialect, subs.c.customer_id, "ids"), subs.c.deleted.is_(False)),
         plans=sa_select(plans)

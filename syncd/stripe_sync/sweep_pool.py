@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from ..collector import fewer_collections
 from .mapping import MappingContext
 from .normalize import JSON
 from .planner_stats import PlannerStats
@@ -113,11 +114,13 @@ class PagePool:
         self._committed: set[int] = set()
         self._through = -1  # every page up to this index has committed
         self._inflight: deque[Future[None]] = deque()
+        self._collector = fewer_collections()
         self._executor = (
             ThreadPoolExecutor(self.workers, thread_name_prefix=f"sweep-{kind}") if self.workers > 1 else None
         )
 
     def __enter__(self) -> PagePool:
+        self._collector.__enter__()  # listed pages are many short-lived objects: see ..collector
         return self
 
     def __exit__(
@@ -128,8 +131,11 @@ class PagePool:
                 while self._inflight:
                     self._inflight.popleft().result()
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True, cancel_futures=True)
+            try:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=True, cancel_futures=True)
+            finally:
+                self._collector.__exit__(None, None, None)
 
     def submit(self, page: Sequence[JSON]) -> None:
         """Queue a page (blocks while ``2 * workers`` are queued: memory stays flat); raises

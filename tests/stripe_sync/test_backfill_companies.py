@@ -159,3 +159,32 @@ def test_a_failed_sweep_still_leaves_full_planner_statistics(
     assert True in refreshes  # the customers pass refreshed, sampled
     assert refreshes[-1] is False  # and the sweep closed with a full refresh although it failed
     assert refreshes.count(False) == 1  # once
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_backfill_names_companies_by_name_then_email_then_description(
+    backend: str, world: World, pg_world: World
+) -> None:
+    """Only the naming fields are read back for a page's customers (not their whole objects):
+    the first set one names the company, blank ones skipped, as for a webhook's customer."""
+    world = world if backend == "sqlite" else pg_world
+    ids = world.catalog()
+    v1 = world.client.v1
+    named = world.customer(name="  Named Co  ")
+    by_email = v1.customers.create({"name": "   ", "email": "ops@mail.example"}).id
+    by_description = v1.customers.create({"description": "Described Ltd"}).id
+    nameless = v1.customers.create({}).id
+    for customer in (named, by_email):  # one subscribed (subscriptions pass), one not (closing pass)
+        v1.subscriptions.create({"customer": customer, "items": [{"price": ids["pro_price"]}]})
+    sweep(world.engine, world.client, resume=False, now=ts(world.now))
+    with Session(world.engine) as session:
+        names = {
+            customer: session.get(Company, world.company(customer).id).name  # type: ignore[union-attr]
+            for customer in (named, by_email, by_description, nameless)
+        }
+    assert names == {
+        named: "Named Co",
+        by_email: "ops@mail.example",
+        by_description: "Described Ltd",
+        nameless: "",
+    }

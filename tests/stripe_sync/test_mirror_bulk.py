@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -10,6 +13,7 @@ from syncd import migrate
 from syncd.models import StripeSubscription, utcnow
 from syncd.stripe_sync import mirror_bulk
 from syncd.stripe_sync.mapping import MappingContext
+from syncd.stripe_sync.normalize import loads_stripe
 from syncd.stripe_sync.preload import load_subscriptions
 from syncd.stripe_sync.sweep import apply_page
 from syncd.stripe_sync.sweep_pool import SweepResult
@@ -169,5 +173,43 @@ def test_subscriptions_just_written_are_not_read_back(database_url: str) -> None
         views = {view.id: (view, since) for view, since in from_memory["cus_1"]}
         assert views["sub_new"][0] is fresh.view  # not parsed again
         assert views["sub_new"][1] == 200 and views["sub_old"][0].items[0].quantity == 2
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"id": "sub_1", "quantity": 3, "amount": 9223372036854775807, "rate": 12.5, "x": null}',
+        '{"name": "Acme \\u00e9 \\ud83d\\ude80", "items": {"data": [], "has_more": false}}',
+        '{"odd": NaN}',  # not JSON, but what json reads: left to it
+    ],
+)
+def test_loads_stripe_reads_stored_objects_as_json_does(document: str) -> None:
+    expected = json.dumps(json.loads(document))
+    assert json.dumps(loads_stripe(document)) == expected
+    assert json.dumps(loads_stripe(document.encode())) == expected
+
+
+def test_loads_stripe_refuses_broken_text() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        loads_stripe('{"id": ')
+
+
+def test_mirrored_objects_read_back_exactly(database_url: str) -> None:
+    """Rows are read as text and parsed in Python (``StripeJSON``): the same object comes back,
+    Unicode, nesting and 64-bit integers included, from the re-sweep's load and the mapping's."""
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    try:
+        listed = sub("sub_exact", "active", quantity=2)
+        listed["metadata"] = {"note": 'ünïcode 🚀 "quoted"\nline'}
+        listed["billing_cycle_anchor"] = 2**63 - 1
+        sweep_page(engine, [listed], created=100)
+        with Session(engine) as session:
+            loaded = mirror_bulk.load(session, "subscription", ["sub_exact"])
+            [(view, _)] = load_subscriptions(session, ["cus_1"])["cus_1"]
+        assert loaded["sub_exact"].data == listed
+        assert view.id == "sub_exact" and view.items[0].quantity == 2
     finally:
         engine.dispose()
