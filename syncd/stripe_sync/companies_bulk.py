@@ -31,7 +31,8 @@ from ..models import (
 from ..services.changes import entitlements_changed, record_event
 from ..services.company_plans import _classify, published_version
 from . import rows
-from .mapping import CUSTOMER_KEY, NAME_KEYS, STRIPE, CatalogCache, customer_name, ensure_company
+from .mapping import CUSTOMER_KEY, STRIPE, CatalogCache, customer_name, ensure_company
+from .mirror_bulk import stripe_data
 
 CUSTOMERS: Table = StripeCustomer.__table__  # type: ignore[attr-defined]
 
@@ -57,8 +58,8 @@ def load_customers(session: Session, customer_ids: Collection[str]) -> Customers
         return found
     query = _customers_query(session.get_bind().dialect.name)
     rows_found = session.execute(query, {"ids": sorted(set(customer_ids))}).all()
-    for stripe_id, column, *named, deleted, company_id, name in rows_found:
-        found.mirrors[stripe_id] = (column, customer_name(dict(zip(NAME_KEYS, named, strict=True))), deleted)
+    for stripe_id, column, data, deleted, company_id, name in rows_found:
+        found.mirrors[stripe_id] = (column, customer_name(data), deleted)
         if company_id is not None:
             found.linked[stripe_id] = company_id
             found.names[company_id] = name
@@ -72,8 +73,9 @@ def _customers_query(dialect: str) -> Any:
         sa_select(
             CUSTOMERS.c.stripe_id,
             CUSTOMERS.c.company_id,
-            # Only what names a company: a customer's whole object is ~0.7 KB of JSON to parse
-            *(CUSTOMERS.c.data[key].as_string() for key in NAME_KEYS),
+            # Parsed here by orjson (1-2 µs a customer): three ``->>`` on the server parse the
+            # object three times (~9 µs), and only the name is kept.
+            stripe_data(CUSTOMERS),
             CUSTOMERS.c.deleted,
             company.c.id,
             company.c.name,

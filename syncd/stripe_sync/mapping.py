@@ -145,12 +145,8 @@ def ensure_company(session: Session, customer_id: str, *, name: str | None = Non
     return found
 
 
-# A customer's company is named after the first of these that is set.
-NAME_KEYS = ("name", "email", "description")
-
-
 def customer_name(data: Mapping[str, Any]) -> str | None:
-    for key in NAME_KEYS:
+    for key in ("name", "email", "description"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()[:255]
