@@ -15,14 +15,14 @@
 ``--workers 0`` (default) serves from a thread of this process; ``--workers N`` runs
 ``syncd run`` with ``[server] workers = N`` in its own processes, as in production.
 3. Full sweep: pages of listed customers and subscriptions applied locally (mirror + company
-   + plan mapping, one transaction per 1,000-object page), objects/s and peak RSS. The objects
-   are copies of a customer and a subscription the built-in emulator renders in full
-   (``_stripe_objects``; ``--sweep-objects trimmed``: only the fields syncd reads).
+   + plan mapping, one transaction per 1,000-object page), objects/s and peak RSS.
 
 Event mix: per customer ``customer.created``, ``customer.subscription.created`` (Pro) and
-``customer.subscription.updated`` (quantity), as webhooks with current-API payloads. Objects
-are not re-fetched from Stripe (``SYNCD_STRIPE_REFETCH=""``): this measures syncd, not Stripe's
-rate limit. Numbers only: nothing here asserts a timing.
+``customer.subscription.updated`` (quantity), as webhooks with current-API payloads. Events and
+listed objects carry copies of a customer and a subscription the built-in emulator renders in
+full (``_stripe_objects``, ~3 KB a subscription; ``--objects trimmed``: only the fields syncd
+reads). Objects are not re-fetched from Stripe (``SYNCD_STRIPE_REFETCH=""``): this measures
+syncd, not Stripe's rate limit. Numbers only: nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def events(count: int, prefix: str) -> list[dict[str, Any]]:
     for n in range(count // 3 + 1):
         cid = f"{prefix}{n}"
         objects = [
-            ("customer.created", {"id": f"cus_{cid}", "object": "customer", "name": f"Company {cid}"}),
+            ("customer.created", customer_for(cid, f"Company {cid}")),
             ("customer.subscription.created", subscription_for(cid, now, 1)),
             ("customer.subscription.updated", subscription_for(cid, now, 2)),
         ]
@@ -148,7 +148,28 @@ def events(count: int, prefix: str) -> list[dict[str, Any]]:
     return out[:count]
 
 
+# Objects as Stripe sends them (``--objects stripe``, the default) or trimmed to what syncd
+# reads: set by :func:`use_objects`.
+SHAPES: list[StripeShapes | None] = [None]
+
+
+def use_objects(objects: str, created: int | None = None) -> None:
+    """``stripe``: events and listed pages carry copies of emulator-rendered objects (~3 KB a
+    subscription); ``trimmed``: the few fields syncd reads (the lower bound of the work)."""
+    SHAPES[0] = StripeShapes(PRODUCT, PRICE, created or int(time.time())) if objects == "stripe" else None
+
+
+def customer_for(cid: str, name: str) -> dict[str, Any]:
+    shapes = SHAPES[0]
+    if shapes is not None:
+        return shapes.customer(cid, name)
+    return {"id": f"cus_{cid}", "object": "customer", "name": name}
+
+
 def subscription_for(cid: str, now: int, quantity: int) -> dict[str, Any]:
+    shapes = SHAPES[0]
+    if shapes is not None:
+        return shapes.subscription(cid, quantity)
     sub = subscription(0, now, quantity)
     sub["id"], sub["customer"] = f"sub_{cid}", f"cus_{cid}"
     sub["items"]["data"][0]["id"] = f"si_{cid}"
@@ -594,15 +615,11 @@ def sweep_rate(
     with tempfile.TemporaryDirectory() as data_dir:
         daemon = catalog_daemon(database_url, data_dir)
         created = int(time.time())
-        shapes = StripeShapes(PRODUCT, PRICE, created) if objects == "stripe" else None
+        use_objects(objects, created)
 
         def listed(kind: str, n: int) -> dict[str, Any]:
-            if shapes is not None:
-                if kind == "customer":
-                    return shapes.customer(f"s{n}", f"Swept {n}")
-                return shapes.subscription(f"s{n}", 3)
             if kind == "customer":
-                return {"id": f"cus_s{n}", "object": "customer", "name": f"Swept {n}"}
+                return customer_for(f"s{n}", f"Swept {n}")
             return subscription_for(f"s{n}", created, 3)
 
         def run(result: SweepResult, stats: PlannerStats) -> None:
@@ -664,10 +681,10 @@ def main() -> None:
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     parser.add_argument("--sweep-workers", type=int, default=2, help="threads applying sweep pages")
     parser.add_argument(
-        "--sweep-objects",
+        "--objects",
         choices=("stripe", "trimmed"),
         default="stripe",
-        help="swept objects as Stripe lists them (~3 KB a subscription) or trimmed to what syncd reads",
+        help="events' and listed objects as Stripe renders them (~3 KB a subscription) or trimmed",
     )
     parser.add_argument(
         "--workers",
@@ -686,6 +703,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     APPLIER[0] = args.applier
+    use_objects(args.objects)
     n_events = 600 if args.quick else 3000
     lat_seconds = 3 if args.quick else 10
     n_sweep = args.sweep_customers or (1000 if args.quick else 10_000)
@@ -732,7 +750,7 @@ def main() -> None:
             )
     if "s" in args.only:
         with fresh_database(args.postgres) as url:
-            sw = sweep_rate(url, n_sweep, args.sweep_workers, args.sweep_objects)
+            sw = sweep_rate(url, n_sweep, args.sweep_workers, args.objects)
             print(
                 f"sweep: {sw['objects']:,.0f} objects applied at {sw['objects_per_s']:,.0f} objects/s "
                 f"on {args.sweep_workers} thread(s) ({sw['cpu_ms_per_object']:.2f} ms CPU per object in this "
@@ -740,7 +758,7 @@ def main() -> None:
                 f"peak RSS {sw['peak_rss_mb']:.0f} MB "
                 f"(grew {sw['rss_growth_mb']:.0f} MB during the sweep); "
                 f"re-sweep of the unchanged objects: {sw['resweep_per_s']:,.0f} objects/s; "
-                f"{args.sweep_objects} objects: {sw['subscription_bytes']:,.0f} bytes a subscription, "
+                f"{args.objects} objects: {sw['subscription_bytes']:,.0f} bytes a subscription, "
                 f"{sw['customer_bytes']:,.0f} a customer"
             )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")

@@ -329,6 +329,7 @@ STRIPE_QUICK = """
 import json, sys, tempfile
 sys.path.insert(0, {root!r})
 import bench.bench_stripe_sync as b
+b.use_objects("stripe")
 out = {{}}
 with b.fresh_database({pg!r}) as url, tempfile.TemporaryDirectory() as data_dir:
     server = b.Server(url, data_dir)

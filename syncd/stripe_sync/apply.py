@@ -16,7 +16,6 @@ schedules are re-fetched by default (Stripe's advice: treat a webhook as a hint)
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -40,7 +39,14 @@ from .catalog_cache import catalog_for
 from .inbox import is_relevant
 from .locks import lock_objects
 from .mapping import MappingContext, apply_customer, expiring_customers, link_product, sync_company
-from .normalize import GRANTING, fingerprint, invoice_subscription_id, object_kind, subscription_view
+from .normalize import (
+    GRANTING,
+    fingerprint,
+    invoice_subscription_id,
+    loads_stripe,
+    object_kind,
+    subscription_view,
+)
 from .rows import PendingWrites
 from .schedules import map_schedule, sync_schedules
 
@@ -311,7 +317,7 @@ def _claim_and_apply(
     ).first()
     if claimed is None:
         return "skipped"
-    outcome = apply_event(session, client, json.loads(claimed[0]), ctx, options)
+    outcome = apply_event(session, client, loads_stripe(claimed[0]), ctx, options)
     session.exec(
         update(table)
         .where(table.c.event_id == event_id)

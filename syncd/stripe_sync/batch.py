@@ -19,7 +19,6 @@ dead-letters it after ``max_attempts``, exactly as before.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -39,7 +38,7 @@ from .companies_bulk import load_customers, name_companies
 from .inbox import is_relevant
 from .locks import lock_objects
 from .mapping import MappingContext, link_product
-from .normalize import JSON, fingerprint, invoice_subscription_id, object_kind
+from .normalize import JSON, fingerprint, invoice_subscription_id, loads_stripe, object_kind
 from .preload import billed_companies, load_subscriptions, sync_companies
 from .schedules import map_schedule, schedules_of
 
@@ -136,7 +135,7 @@ def apply_set(
     outcomes = dict.fromkeys(event_ids, "skipped")
     incoming: list[Incoming] = []
     for event_id, payload in claimed:
-        event = json.loads(payload)
+        event = loads_stripe(payload)
         parsed = parse(event)
         if parsed is None:
             outcomes[event_id] = "ignored"

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from ..models import InboxEvent, utcnow
+from .normalize import loads_stripe
 
 # Event types that can change what a company is entitled to, or the catalog mirror.
 RELEVANT_PREFIXES = (
@@ -49,8 +50,8 @@ class MalformedEvent(ValueError):
 def parse_event(raw: bytes) -> dict[str, Any]:
     try:
         # Stripe sends UTF-8 and the payload is stored as UTF-8 text: json.loads(bytes) would
-        # also take UTF-16/32, which could then not be stored.
-        event = json.loads(raw.decode("utf-8"))
+        # also take UTF-16/32, which could then not be stored. orjson where installed.
+        event = loads_stripe(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"body is not JSON: {exc}") from exc
     if not isinstance(event, dict) or event.get("object") != "event":

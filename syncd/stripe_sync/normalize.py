@@ -38,9 +38,9 @@ def plain(obj: Any) -> JSON:
 
 
 def loads_stripe(document: str | bytes) -> Any:
-    """A stored Stripe object's JSON text, parsed by orjson where installed (2-3x ``json``).
-    Only for Stripe's objects: orjson reads an integer beyond 64 bits as a float, and Stripe's
-    integers are 64-bit. What orjson refuses (NaN, say) is left to ``json``."""
+    """A Stripe event's or object's JSON text, parsed by orjson where installed (2-3x
+    ``json``). Only for Stripe's JSON: orjson reads an integer beyond 64 bits as a float, and
+    Stripe's integers are 64-bit. What orjson refuses (NaN, say) is left to ``json``."""
     if _orjson is not None:
         try:
             return _orjson.loads(document)
