@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from . import jobs, migrate
+from . import collector, jobs, migrate
 from .api import create_app
 from .apikeys import KeyVerifier
 from .config import CatalogSettings, Settings
@@ -137,6 +137,7 @@ class Daemon:
         listening socket shared by several worker processes, see ``syncd.workers``)."""
         from .scheduler import install_jobs
 
+        collector.keep_default()  # request latency over a bulk job's collector savings
         server_cfg = self.settings.server
         app = create_app(self)
         config = uvicorn.Config(

@@ -81,3 +81,32 @@ def test_a_page_pool_runs_its_pages_with_fewer_collections(sqlite_url: str) -> N
     assert seen == [BULK_THRESHOLD]
     assert gc.get_threshold() == (700, 10, 10)
     engine.dispose()
+
+
+def test_a_serving_process_keeps_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import syncd.collector as collector
+
+    monkeypatch.setattr(collector, "_serving", False)
+    collector.keep_default()
+    with fewer_collections():
+        assert gc.get_threshold() == (700, 10, 10)  # request latency first
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_pool_left_without_entering_changes_nothing(sqlite_url: str) -> None:
+    from syncd import migrate
+    from syncd.db import make_engine
+
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    pool = PagePool(
+        engine,
+        "customer",
+        None,
+        lambda *_: SweepResult(),
+        lambda: MappingContext(now=utcnow()),
+        result=SweepResult(),
+    )
+    pool.__exit__(None, None, None)
+    assert gc.get_threshold() == (700, 10, 10)
+    engine.dispose()

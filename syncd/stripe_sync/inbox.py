@@ -54,6 +54,8 @@ def parse_event(raw: bytes) -> dict[str, Any]:
         event = loads_stripe(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than either parser goes (orjson: 1,024)
+        raise MalformedEvent("body is nested too deeply") from exc
     if not isinstance(event, dict) or event.get("object") != "event":
         raise MalformedEvent("body is not a Stripe event object")
     event_id, event_type, version = event.get("id"), event.get("type"), event.get("api_version")

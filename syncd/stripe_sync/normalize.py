@@ -39,8 +39,9 @@ def plain(obj: Any) -> JSON:
 
 def loads_stripe(document: str | bytes) -> Any:
     """A Stripe event's or object's JSON text, parsed by orjson where installed (2-3x
-    ``json``). Only for Stripe's JSON: orjson reads an integer beyond 64 bits as a float, and
-    Stripe's integers are 64-bit. What orjson refuses (NaN, say) is left to ``json``."""
+    ``json``). Only for Stripe's JSON: orjson reads an integer outside 64 bits (below -2**63,
+    above 2**64 - 1) as a float where ``json`` keeps it exact, and Stripe's integers are
+    64-bit. What orjson refuses (NaN, lone surrogates, nesting past 1,024) is left to ``json``."""
     if _orjson is not None:
         try:
             return _orjson.loads(document)

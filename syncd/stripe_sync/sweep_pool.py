@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -114,13 +115,14 @@ class PagePool:
         self._committed: set[int] = set()
         self._through = -1  # every page up to this index has committed
         self._inflight: deque[Future[None]] = deque()
-        self._collector = fewer_collections()
+        self._collector: AbstractContextManager[None] | None = None
         self._executor = (
             ThreadPoolExecutor(self.workers, thread_name_prefix=f"sweep-{kind}") if self.workers > 1 else None
         )
 
     def __enter__(self) -> PagePool:
-        self._collector.__enter__()  # listed pages are many short-lived objects: see ..collector
+        self._collector = fewer_collections()  # listed pages are many short-lived objects
+        self._collector.__enter__()
         return self
 
     def __exit__(
@@ -135,7 +137,9 @@ class PagePool:
                 if self._executor is not None:
                     self._executor.shutdown(wait=True, cancel_futures=True)
             finally:
-                self._collector.__exit__(None, None, None)
+                if self._collector is not None:
+                    self._collector.__exit__(None, None, None)
+                    self._collector = None
 
     def submit(self, page: Sequence[JSON]) -> None:
         """Queue a page (blocks while ``2 * workers`` are queued: memory stays flat); raises

@@ -208,6 +208,18 @@ def test_signed_event_with_a_bad_id_type_or_version_is_a_400(
     assert fingerprint(daemon) == before
 
 
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_a_signed_event_nested_too_deeply_is_a_400(client: TestClient, daemon: Daemon, depth: int) -> None:
+    """Past either JSON parser's depth (orjson's 1,024, then the interpreter's recursion limit)
+    the body is the sender's error, not a 500 that Stripe would retry for days."""
+    body = ('{"object": "event", "id": "evt_deep", "type": "payout.paid", "data": ' + "[" * depth).encode()
+    body += ("]" * depth + "}").encode()
+    before = fingerprint(daemon)
+    response = client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body)})
+    assert response.status_code == 400 and response.json()["code"] == "invalid_event"
+    assert fingerprint(daemon) == before
+
+
 def test_an_odd_object_id_is_stored_without_one(client: TestClient, daemon: Daemon) -> None:
     event = {
         "object": "event",

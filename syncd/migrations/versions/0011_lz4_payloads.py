@@ -4,7 +4,8 @@ A mirrored Stripe subscription is ~3 KB of JSON, over the 2 KB at which Postgres
 value on write; pglz cost ~14 µs a row in a backfill's insert, lz4 about a third of that,
 and lz4 reads back several times faster. Only values written afterwards are compressed with
 lz4 (existing ones keep pglz, and read as before). Servers without lz4 (built without it, or
-older than Postgres 14) keep pglz; SQLite has no such setting.
+older than Postgres 14) keep pglz; SQLite has no such setting. Each ALTER only changes the
+catalog (no table is rewritten), under a brief exclusive lock on its table.
 
 Revision ID: 0011_lz4_payloads
 Revises: 0010_company_plan_indexes
@@ -63,7 +64,7 @@ class SetCompression(DDLElement):
     inherit_cache = False
 
     def __init__(self, table: str, column: str, method: str) -> None:
-        if method not in ("lz4", "pglz"):
+        if method not in ("lz4", "pglz", "default"):
             raise ValueError(f"unknown compression method {method!r}")
         self.table, self.column, self.method = table, column, method
 
@@ -89,4 +90,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if _has_lz4():
-        _set("pglz")
+        _set("default")  # as before: whatever default_toast_compression says
