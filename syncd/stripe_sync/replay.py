@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from ..models import SyncCursor, utcnow
 from .inbox import store_event
-from .normalize import plain
+from .mirror import list_json
 
 log = structlog.get_logger(__name__)
 
@@ -98,8 +98,7 @@ def replay_events(
             on_progress(len(pending))
         pending.clear()
 
-    for obj in client.v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
-        event = plain(obj)
+    for event in list_json(client, "/v1/events", params):  # plain JSON, as a webhook body holds
         listed += 1
         created = int(event.get("created") or 0)
         newest = created if newest is None else max(newest, created)

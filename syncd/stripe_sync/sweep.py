@@ -66,8 +66,8 @@ def cursor_name(kind: str) -> str:
 
 def stripe_now(client: stripe.StripeClient) -> int:
     """The newest event time Stripe reports (a lower bound on Stripe's clock), 0 if none."""
-    page = client.v1.events.list({"limit": 100})
-    return max((int(e.created) for e in page.data), default=0)
+    page = mirror.get_json(client, "/v1/events", {"limit": 100})
+    return max((int(e.get("created") or 0) for e in page.get("data") or ()), default=0)
 
 
 def list_objects(client: stripe.StripeClient, kind: str, after: str | None) -> Iterator[JSON]:
