@@ -166,8 +166,29 @@ def get_json(client: stripe.StripeClient, path: str, params: dict[str, Any] | No
     ``raw_request`` rather than the typed resources: building the SDK's objects for a ~3 KB
     subscription, then turning them back into dicts, costs ~0.5 ms of CPU, 15x parsing it (a
     backfill's listing would be bound by that, not by Stripe's rate limit)."""
-    data = client.raw_request("get", path, **(params or {})).data
+    params = params or {}
+    taken = _OPTIONS.intersection(params)
+    if taken:  # raw_request would take these as request options, not send them
+        raise ValueError(f"Stripe request parameters named like client options: {sorted(taken)}")
+    data = client.raw_request("get", path, **params).data
     return data if isinstance(data, dict) else {}
+
+
+# Keyword arguments ``raw_request`` keeps for itself (stripe-python 16.1).
+_OPTIONS = frozenset(
+    {
+        "api_key",
+        "stripe_version",
+        "stripe_account",
+        "stripe_context",
+        "max_network_retries",
+        "idempotency_key",
+        "content_type",
+        "headers",
+        "base",
+        "usage",
+    }
+)
 
 
 def list_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) -> Iterator[JSON]:

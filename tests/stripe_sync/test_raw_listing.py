@@ -62,3 +62,8 @@ def test_stripe_now_reads_the_newest_event(world: World) -> None:
     world.customer(name="Eventful")
     newest = max(int(e.created) for e in world.client.v1.events.list({"limit": 100}).data)
     assert stripe_now(world.client) == newest > 0
+
+
+def test_a_parameter_named_like_a_client_option_is_refused(world: World) -> None:
+    with pytest.raises(ValueError, match="named like client options"):
+        mirror.get_json(world.client, "/v1/customers", {"limit": 1, "stripe_account": "acct_x"})
