@@ -51,6 +51,7 @@ def test_a_missing_object_is_none_and_other_errors_raise(world: World) -> None:
     world.faults(server_error_count=1, server_error_should_retry=True, paths=[f"/v1/customers/{customer}"])
     fetched = mirror.fetch(world.client, "customer", customer)
     assert fetched is not None and fetched["name"] == "Flaky"
+    assert world.control.get("/faults").json()["injected"]["server_error"] == 1  # then retried
     world.faults(server_error_count=100, paths=["/v1/customers"])
     with pytest.raises(stripe.APIError):
         mirror.fetch(world.client, "customer", customer)
