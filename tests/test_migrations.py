@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
@@ -126,10 +125,12 @@ def test_large_payload_columns_compress_with_lz4_and_downgrade(postgres_url: str
         methods = conn.execute(
             text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
         ).scalar()
-    if not methods or "lz4" not in methods:
-        pytest.skip("this Postgres has no lz4: the migration leaves pglz, nothing to check")
     migrate.upgrade(engine)
     found = _compression(engine)
+    if not methods or "lz4" not in methods:  # a server built without lz4: nothing is changed
+        assert set(found.values()) == {""}
+        engine.dispose()
+        return
     lz4 = {key for key, method in found.items() if method == "l"}
     assert lz4 == {
         *((f"stripe_{kind}", "data") for kind in ("product", "price", "customer", "subscription")),

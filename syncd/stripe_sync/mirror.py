@@ -32,7 +32,6 @@ from .normalize import (
     SubscriptionView,
     embedded_items,
     invoice_subscription_id,
-    plain,
     price_fields,
     ref_id,
     subscription_view,
@@ -158,6 +157,7 @@ PATHS: dict[str, str] = {
     "subscription_schedule": "/v1/subscription_schedules",
     "invoice": "/v1/invoices",
     "billing.meter": "/v1/billing/meters",
+    "plan": "/v1/plans",  # legacy prices: servers without /v1/prices (localstripe)
 }
 
 
@@ -205,11 +205,9 @@ def list_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) ->
 
 def fetch(client: stripe.StripeClient, kind: str, stripe_id: str) -> JSON | None:
     """The current object, or None when Stripe no longer has it (deleted)."""
+    path = PATHS["plan" if kind == "price" and stripe_id.startswith("plan_") else kind]
     try:
-        if kind == "price" and stripe_id.startswith("plan_"):  # legacy plan ids (localstripe)
-            obj = plain(client.v1.plans.retrieve(stripe_id))
-        else:
-            obj = get_json(client, f"{PATHS[kind]}/{quote(stripe_id, safe='')}")
+        obj = get_json(client, f"{path}/{quote(stripe_id, safe='')}")
     except stripe.StripeError as exc:  # 404 bodies of fakes are not always JSON errors
         if exc.http_status == 404:
             return None

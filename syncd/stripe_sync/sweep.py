@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import stripe
 import structlog
@@ -36,7 +35,7 @@ from . import mirror, mirror_bulk
 from .companies_bulk import CUSTOMERS, load_customers, name_companies
 from .locks import lock_objects
 from .mapping import MappingContext, link_product
-from .normalize import JSON, fingerprint, plain
+from .normalize import JSON, fingerprint
 from .planner_stats import PlannerStats
 from .preload import billed_companies, load_subscriptions, sync_companies
 from .replay import read_cursor, write_cursor
@@ -78,11 +77,7 @@ def list_objects(client: stripe.StripeClient, kind: str, after: str | None) -> I
         if exc.http_status != 404:
             raise
         if kind == "price":
-            params: dict[str, Any] = {"limit": 100}
-            if after:
-                params["starting_after"] = after
-            for plan in client.v1.plans.list(params).auto_paging_iter():  # type: ignore[arg-type]
-                yield plain(plan)
+            yield from mirror.iter_all(client, "plan", starting_after=after)
         else:
             log.warning("stripe_sweep_unsupported", kind=kind, status=exc.http_status)
 
