@@ -4,8 +4,9 @@
 
 0. Intake alone: signed webhook POSTs (verify, group-commit into the inbox, 2xx) with the
    applier off; events/s = events / (first POST -> all stored). The unpaced runs use wrk
-   (``apt-get install wrk``; 2 threads, 32 connections) when installed: Python's http.client
-   costs ~10x its CPU, which on a small machine is CPU taken from the daemon.
+   (``apt-get install wrk``; 2 threads, 32 connections) when installed, else the lean client in
+   ``_loadgen`` (pre-rendered requests, one thread, 32 connections): Python's http.client costs
+   ~10x its CPU, which on a small machine is CPU taken from the daemon.
 1. Throughput end to end: the same POSTs to a serving daemon, each applied right after the
    answer (mirror, company, plans, change_log).
    Events/s = events / (first POST -> last event applied).
@@ -56,6 +57,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
+from bench import _loadgen
 from bench._stripe_objects import StripeShapes
 from syncd import jobs
 from syncd.api import create_app
@@ -184,6 +186,8 @@ def signed(event: dict[str, Any]) -> tuple[bytes, str]:
 
 
 APPLIER = ["auto"]  # [stripe] applier for the serving daemons (--applier)
+CONNECTIONS = [32]  # the lean client's connections in the unpaced runs
+CLIENT = ["python"]  # the Python load generator: "python" (bench._loadgen) or "httpclient"
 
 
 class Server:
@@ -398,11 +402,15 @@ class ProcessServer(Server):
 def post_all(
     port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None = None
 ) -> dict[str, float]:
-    """POST from a forked child process, so the load generator does not share the daemon's GIL.
-    Returns each event's send time (``time.time()``, keyed by event id)."""
+    """POST every payload from a forked child (the lean client in :mod:`bench._loadgen`, or
+    ``http.client`` threads with ``--client httpclient``), ``threads`` keep-alive connections,
+    optionally paced to ``rate``/s. Returns each event's send time (``time.time()``) by id."""
+    ids = [str(json.loads(body)["id"]) for body, _ in payloads]
+    if CLIENT[0] != "httpclient":
+        return _loadgen.post_forked(port, "/webhooks/stripe", payloads, ids, threads, rate)
     with tempfile.NamedTemporaryFile(suffix=".json") as sent:
         child = multiprocessing.get_context("fork").Process(
-            target=_post_all, args=(port, payloads, threads, rate, sent.name)
+            target=_post_all, args=(port, payloads, ids, threads, rate, sent.name)
         )
         child.start()
         child.join()
@@ -413,9 +421,14 @@ def post_all(
 
 
 def _post_all(
-    port: int, payloads: list[tuple[bytes, str]], threads: int, rate: float | None, sent_path: str
+    port: int,
+    payloads: list[tuple[bytes, str]],
+    ids: list[str],
+    threads: int,
+    rate: float | None,
+    sent_path: str,
 ) -> None:
-    """POST every payload (``threads`` keep-alive connections; optionally paced to ``rate``/s)."""
+    """POST every payload with ``http.client`` (``threads`` keep-alive connections)."""
     start = time.monotonic()
     errors: list[str] = []
     sent: dict[str, float] = {}
@@ -428,7 +441,7 @@ def _post_all(
                 if delay > 0:
                     time.sleep(delay)
             body, sig = payloads[i]
-            sent[json.loads(body)["id"]] = time.time()
+            sent[ids[i]] = time.time()
             conn.request(
                 "POST",
                 "/webhooks/stripe",
@@ -456,7 +469,7 @@ def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str | Non
     if client == "wrk" or (client is None and shutil.which("wrk")):
         return post_wrk(server, payloads)
     t0 = time.monotonic()
-    post_all(server.port, payloads, threads=8)
+    post_all(server.port, payloads, threads=8 if CLIENT[0] == "httpclient" else CONNECTIONS[0])
     return time.monotonic() - t0
 
 
@@ -674,9 +687,10 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s for the latency run")
     parser.add_argument(
         "--client",
-        choices=("wrk", "python"),
+        choices=("wrk", "python", "httpclient"),
         default="wrk" if shutil.which("wrk") else "python",
-        help="load generator for the unpaced runs: wrk (C; apt-get install wrk) or Python threads",
+        help="load generator for the unpaced runs: wrk (C; apt-get install wrk), the lean Python "
+        "client in bench/_loadgen.py, or http.client threads (~10x the lean client's CPU)",
     )
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     parser.add_argument("--sweep-workers", type=int, default=2, help="threads applying sweep pages")
@@ -703,6 +717,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     APPLIER[0] = args.applier
+    CLIENT[0] = args.client
     use_objects(args.objects)
     n_events = 600 if args.quick else 3000
     lat_seconds = 3 if args.quick else 10

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from ..models import InboxEvent, utcnow
+from ..pgarray import plain_array, text_array, ts_array
 from .normalize import loads_stripe
 
 # Event types that can change what a company is entitled to, or the catalog mirror.
@@ -152,25 +153,18 @@ _PG_INSERT_MANY = text(
     " CAST(:status AS text[]), CAST(:attempts AS integer[]), CAST(:received_at AS timestamptz[]))"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
-_PG_COLUMNS = (
-    "event_id",
-    "event_type",
-    "api_version",
-    "livemode",
-    "object_id",
-    "stripe_created",
-    "payload",
-    "source",
-    "status",
-    "attempts",
-    "received_at",
-)
+_PG_TEXT = ("event_id", "event_type", "api_version", "object_id", "payload", "source", "status")
+_PG_PLAIN = ("livemode", "stripe_created", "attempts")
 
 
 def _insert_many(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     if conn.dialect.name == "postgresql":
-        params = {column: [row[column] for row in rows] for column in _PG_COLUMNS}
-        params["received_at"] = [value.astimezone(UTC) for value in params["received_at"]]
+        # Array literals built with joins (:mod:`syncd.pgarray`): psycopg dumps a list element by
+        # element in Python, escaping each quote of a payload with a regex substitution, which
+        # was most of a webhook's CPU in the serving process.
+        params = {column: text_array([row[column] for row in rows]) for column in _PG_TEXT}
+        params.update({column: plain_array([row[column] for row in rows]) for column in _PG_PLAIN})
+        params["received_at"] = ts_array([row["received_at"].astimezone(UTC) for row in rows])
         return set(conn.execute(_PG_INSERT_MANY, params).scalars())
     table = InboxEvent.__table__  # type: ignore[attr-defined]
     inserted: set[str] = set()

@@ -249,3 +249,37 @@ def test_with_several_workers_a_stored_event_wakes_the_applying_worker(
         jobs.set_current_daemon(None)
         applying.close()
         storing.close()
+
+
+def test_payloads_are_stored_byte_for_byte_whatever_they_hold(daemon: Daemon) -> None:
+    """Postgres takes a group's columns as array literals: quotes, backslashes, braces, commas,
+    the word NULL, newlines (Stripe pretty-prints its bodies) and non-ASCII text in a payload
+    must come back exactly as received, and an absent api_version as NULL, not as text."""
+    app = create_app(daemon)
+    tricky = [
+        {"note": 'say "hi"', "path": "C:\\dir\\", "set": "{a,b}", "word": "NULL", "name": "Zoë 東京 🙂"},
+        {"empty": "", "quote": '"', "backslash": "\\", "brace": "}", "comma": ","},
+        {"nested": {"list": [1, "two", None, True]}, "tab": "a\tb"},
+    ]
+    bodies: list[bytes] = []
+    for n, extra in enumerate(tricky):
+        document = json.loads(event_body(f"evt_tricky{n}"))
+        document["data"]["object"]["metadata"] = extra
+        if n == 2:
+            del document["api_version"]
+        bodies.append(json.dumps(document, indent=2, ensure_ascii=False).encode())
+    responses = asyncio.run(deliver(app, [(b, sign(b, SECRET)) for b in bodies]))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    with daemon.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                text("SELECT event_id, payload FROM inbox_event WHERE event_id LIKE 'evt_tricky%'")
+            ).all()
+        )
+        versions = dict(
+            conn.execute(
+                text("SELECT event_id, api_version FROM inbox_event WHERE event_id LIKE 'evt_tricky%'")
+            ).all()
+        )
+    assert {k: v.encode() for k, v in rows.items()} == {f"evt_tricky{n}": b for n, b in enumerate(bodies)}
+    assert versions["evt_tricky2"] is None and versions["evt_tricky0"] is not None
