@@ -1,6 +1,6 @@
 """Set-based application of a batch of inbox events, in one transaction.
 
-Per batch instead of per event: one ``UPDATE ... RETURNING`` claims every event, one
+Per batch instead of per event: one ``SELECT ... FOR UPDATE SKIP LOCKED`` claims every event, one
 statement takes every advisory lock, one ``SELECT ... IN`` per object kind loads (and locks)
 the mirror rows the batch touches, the mirror writes go out in one flush, each customer is
 mapped once however many of its events the batch holds, one ``UPDATE ... IN`` per outcome
@@ -84,30 +84,26 @@ def claim_next(session: Session, count: int, skip: Sequence[str] = ()) -> list[t
     """Claim the oldest ``count`` pending events but ``skip`` (Postgres): (event id, payload)
     each, in Stripe time order.
 
-    One statement picks and claims them; ``SKIP LOCKED`` gives concurrent appliers (daemon
-    replicas) disjoint batches instead of a wait on each other's claims. ``skip``: the events
-    a pass has had already (one that failed is still pending, and must not be retried, and
-    charged an attempt, by every later batch of the same pass)."""
-    claimed = session.execute(_CLAIM, {"count": count, "skip": sorted(skip)}).all()
-    return [(event_id, payload) for event_id, payload, _ in sorted(claimed, key=lambda r: (r[2], r[0]))]
+    ``SELECT ... FOR UPDATE SKIP LOCKED``: the claim is the row lock, held to the batch's
+    commit, and concurrent appliers (daemon replicas) get disjoint batches instead of a wait
+    on each other's claims. The attempt is counted when the batch marks the events (the same
+    transaction), so each event's row is rewritten once, not twice. ``skip``: the events a pass
+    has had already (one that failed is still pending, and must not be retried by every later
+    batch of the same pass)."""
+    return [
+        (event_id, payload)
+        for event_id, payload in session.execute(_CLAIM, {"count": count, "skip": sorted(skip)})
+    ]
 
 
 _INBOX: Any = InboxEvent.__table__  # type: ignore[attr-defined]
 _IDS = TextArray()
 _CLAIM = (
-    update(_INBOX)
-    .where(
-        _INBOX.c.event_id.in_(
-            select(_INBOX.c.event_id)
-            .where(_INBOX.c.status == "pending", _INBOX.c.event_id != all_(bindparam("skip", type_=_IDS)))
-            .order_by(_INBOX.c.stripe_created, _INBOX.c.event_id)
-            .limit(bindparam("count"))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
-    .values(attempts=_INBOX.c.attempts + 1)
-    .returning(_INBOX.c.event_id, _INBOX.c.payload, _INBOX.c.stripe_created)
+    select(_INBOX.c.event_id, _INBOX.c.payload)
+    .where(_INBOX.c.status == "pending", _INBOX.c.event_id != all_(bindparam("skip", type_=_IDS)))
+    .order_by(_INBOX.c.stripe_created, _INBOX.c.event_id)
+    .limit(bindparam("count"))
+    .with_for_update(skip_locked=True)
 )
 
 
@@ -125,11 +121,11 @@ def apply_set(
 
     Returns each event id's outcome: applied | ignored | stale | skipped (claimed elsewhere)."""
     table: Any = InboxEvent.__table__  # type: ignore[attr-defined]
-    if claimed is None:
+    if claimed is None:  # SQLite's single writer: an UPDATE takes it (the attempt is counted in _mark)
         claimed = session.execute(
             update(table)
             .where(one_of(session, table.c.event_id, event_ids), table.c.status == "pending")
-            .values(attempts=table.c.attempts + 1)
+            .values(attempts=table.c.attempts)
             .returning(table.c.event_id, table.c.payload)
         ).all()
     outcomes = dict.fromkeys(event_ids, "skipped")
@@ -299,5 +295,10 @@ def _mark_statement(dialect: str) -> Any:
     return (
         update(_INBOX)
         .where(any_of(dialect, _INBOX.c.event_id, "ids"))
-        .values(status=bindparam("status"), applied_at=bindparam("now"), last_error=None)
+        .values(
+            status=bindparam("status"),
+            applied_at=bindparam("now"),
+            last_error=None,
+            attempts=_INBOX.c.attempts + 1,
+        )
     )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session, col, select
 
 from syncd.models import AuditLog, Company, CompanyPlan, PlanChange, StripeSubscription, utcnow
@@ -295,3 +295,27 @@ def test_concurrent_claims_take_disjoint_batches(pg_world: World) -> None:
         second.rollback()
     result = apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
     assert result.applied == 4 and {e.status for e in pg_world.inbox()} == {"applied"}
+
+
+def test_a_batch_writes_each_claimed_event_once_and_counts_its_attempt(pg_world: World) -> None:
+    """The claim is a row lock (``SELECT ... FOR UPDATE SKIP LOCKED``), not an update: an
+    event's row is rewritten once, by the mark, which also counts the attempt."""
+    pg_world.catalog()
+    for n in range(3):
+        put(pg_world, customer_event(f"evt_w{n}", T0 + n, f"cus_w{n}", f"W{n}"))
+    inbox_writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "inbox_event" in statement and not statement.lstrip().upper().startswith("SELECT"):
+            inbox_writes.append(" ".join(statement.split())[:60])
+        elif "inbox_event" in statement:
+            assert "FOR UPDATE SKIP LOCKED" in statement
+
+    event.listen(pg_world.engine, "before_cursor_execute", seen)
+    try:
+        result = apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
+    finally:
+        event.remove(pg_world.engine, "before_cursor_execute", seen)
+    assert result.applied == 3
+    assert len(inbox_writes) == 1 and inbox_writes[0].startswith("UPDATE inbox_event SET status=")
+    assert {(e.status, e.attempts) for e in pg_world.inbox()} == {("applied", 1)}
