@@ -79,7 +79,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     )
     shared = _shared_processors()
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Below the stdlib logger's level an event is dropped before any processor runs: a
+        # webhook's info line (or a request's debug one) costs ~2 µs, not ~40, when not shown.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

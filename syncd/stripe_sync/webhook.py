@@ -73,6 +73,9 @@ def _json(status: int, body: dict[str, Any]) -> tuple[int, bytes]:
 
 
 _BAD_SIGNATURE = _json(400, {"error": "invalid Stripe-Signature", "code": "invalid_signature", "details": {}})
+_RECEIVED = {
+    status: _json(200, {"received": True, "status": status}) for status in ("pending", "ignored", "duplicate")
+}
 
 
 async def receive_event(
@@ -97,7 +100,7 @@ async def receive_event(
         event_type=stored.event_type,
         status=stored.status,
     )
-    return _json(200, {"received": True, "status": stored.status})
+    return _RECEIVED.get(stored.status) or _json(200, {"received": True, "status": stored.status})
 
 
 def inbox_committer(daemon: Daemon) -> InboxCommitter:
