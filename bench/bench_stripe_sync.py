@@ -6,7 +6,7 @@
    applier off; events/s = events / (first POST -> all stored). The unpaced runs use wrk
    (``apt-get install wrk``; 2 threads, 32 connections) when installed, else the lean client in
    ``_loadgen`` (pre-rendered requests, one thread, 32 connections): Python's http.client costs
-   ~10x its CPU, which on a small machine is CPU taken from the daemon.
+   several times its CPU, which on a small machine is CPU taken from the daemon.
 1. Throughput end to end: the same POSTs to a serving daemon, each applied right after the
    answer (mirror, company, plans, change_log).
    Events/s = events / (first POST -> last event applied).
@@ -187,6 +187,7 @@ def signed(event: dict[str, Any]) -> tuple[bytes, str]:
 
 APPLIER = ["auto"]  # [stripe] applier for the serving daemons (--applier)
 CONNECTIONS = [32]  # the lean client's connections in the unpaced runs
+CLIENT_CPU_S = [0.0]  # the lean client's CPU per request in its last run
 CLIENT = ["python"]  # the Python load generator: "python" (bench._loadgen) or "httpclient"
 
 
@@ -407,7 +408,8 @@ def post_all(
     optionally paced to ``rate``/s. Returns each event's send time (``time.time()``) by id."""
     ids = [str(json.loads(body)["id"]) for body, _ in payloads]
     if CLIENT[0] != "httpclient":
-        return _loadgen.post_forked(port, "/webhooks/stripe", payloads, ids, threads, rate)
+        times, CLIENT_CPU_S[0] = _loadgen.post_forked(port, "/webhooks/stripe", payloads, ids, threads, rate)
+        return times
     with tempfile.NamedTemporaryFile(suffix=".json") as sent:
         child = multiprocessing.get_context("fork").Process(
             target=_post_all, args=(port, payloads, ids, threads, rate, sent.name)
@@ -690,7 +692,7 @@ def main() -> None:
         choices=("wrk", "python", "httpclient"),
         default="wrk" if shutil.which("wrk") else "python",
         help="load generator for the unpaced runs: wrk (C; apt-get install wrk), the lean Python "
-        "client in bench/_loadgen.py, or http.client threads (~10x the lean client's CPU)",
+        "client in bench/_loadgen.py, or http.client threads (several times the lean client's CPU)",
     )
     parser.add_argument("--sweep-customers", type=int, default=None, help="customers in the sweep run")
     parser.add_argument("--sweep-workers", type=int, default=2, help="threads applying sweep pages")
@@ -736,9 +738,15 @@ def main() -> None:
             server = serve(url, data_dir, args.workers)
             try:
                 tp = throughput(server, n_events, args.client)
+                client_cpu = (
+                    f"; client {CLIENT_CPU_S[0] * 1e6:.0f} µs CPU a request"
+                    if args.client == "python"
+                    else ""
+                )
                 print(
                     f"end to end: {tp['events']:.0f} events, {tp['events_per_s']:,.0f} events/s applied "
-                    f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows)"
+                    f"(received at {tp['receive_per_s']:,.0f}/s; {tp['change_log_rows']:.0f} change_log rows"
+                    f"{client_cpu})"
                 )
                 lt = latency(server, args.latency_rate, lat_seconds)
                 print(

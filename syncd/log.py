@@ -80,7 +80,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     shared = _shared_processors()
     structlog.configure(
         # Below the stdlib logger's level an event is dropped before any processor runs: a
-        # webhook's info line (or a request's debug one) costs ~2 µs, not ~40, when not shown.
+        # webhook's info line (or a request's debug one) costs ~11 µs, not ~18, when not shown.
         processors=[
             structlog.stdlib.filter_by_level,
             *shared,

@@ -29,9 +29,11 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     new_id("x")  # the buffer is filled and partly used
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its next ids, to the parent
-        os.write(write, " ".join(new_id("x") for _ in range(50)).encode())
-        os._exit(0)
+    if pid == 0:  # the child: its next ids, to the parent, and never back into pytest
+        try:
+            os.write(write, " ".join(new_id("x") for _ in range(50)).encode())
+        finally:
+            os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     with os.fdopen(read) as pipe:

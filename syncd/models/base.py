@@ -39,7 +39,7 @@ class _RandomChars(threading.local):
     at: int = 0
 
     def take(self) -> str:
-        if self.at + _ID_CHARS > len(self.chars):
+        while self.at + _ID_CHARS > len(self.chars):  # a 4 KB draw keeps ~3,970 characters
             self.chars, self.at = os.urandom(_DRAW).translate(_TO_BASE62, _OVER), 0
         start = self.at
         self.at = start + _ID_CHARS

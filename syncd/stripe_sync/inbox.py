@@ -67,8 +67,8 @@ def parse_event(raw: bytes) -> dict[str, Any]:
         raise MalformedEvent("event id or type too long")
     if version is not None and (not isinstance(version, str) or len(version) > 64):
         raise MalformedEvent("event.api_version is not a Stripe API version")
-    if "\x00" in event_id or "\x00" in event_type or (version and "\x00" in version):
-        raise MalformedEvent("event id, type or api_version holds a NUL character")
+    if not all(_storable(text) for text in (event_id, event_type, version or "")):
+        raise MalformedEvent("event id, type or api_version holds a NUL character or a lone surrogate")
     created = event.get("created")
     # Stored as an integer column: anything else would fail later, as a server error.
     if created is not None and (type(created) is not int or not 0 <= created < 2**63):
@@ -103,7 +103,20 @@ def inbox_row(
 
 def _object_id(obj: Any) -> str | None:
     ident = obj.get("id") if isinstance(obj, dict) else None
-    return ident if isinstance(ident, str) and len(ident) <= 255 else None
+    return ident if isinstance(ident, str) and len(ident) <= 255 and _storable(ident) else None
+
+
+def _storable(text: str) -> bool:
+    """Whether a text column can hold it: Postgres refuses NUL, and a lone surrogate (which
+    ``json`` decodes from an escape such as ``\\ud800``) is not UTF-8. Either would fail the
+    insert on every delivery, as a server error Stripe retries for days."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def store_event(

@@ -193,6 +193,9 @@ def test_signed_event_with_a_bad_created_is_a_400(client: TestClient, daemon: Da
         {"id": "evt_" + "x" * 260},
         {"type": "t" * 129},
         {"type": "customer.\x00updated"},
+        {"id": "evt_\x00"},
+        {"id": "evt_\ud800"},  # a lone surrogate: json decodes the escape, UTF-8 cannot hold it
+        {"api_version": "2020-08-27\udfff"},
     ],
 )
 def test_signed_event_with_a_bad_id_type_or_version_is_a_400(
@@ -220,12 +223,17 @@ def test_a_signed_event_nested_too_deeply_is_a_400(client: TestClient, daemon: D
     assert fingerprint(daemon) == before
 
 
-def test_an_odd_object_id_is_stored_without_one(client: TestClient, daemon: Daemon) -> None:
+@pytest.mark.parametrize(("n", "object_id"), [(1, [1]), (2, "obj_\x00"), (3, "obj_\ud800")])
+def test_an_odd_object_id_is_stored_without_one(
+    client: TestClient, daemon: Daemon, n: int, object_id: Any
+) -> None:
+    """An object id no column can hold (not text, a NUL, a lone surrogate) is left out: the
+    event is stored and answered, not a 500 on every one of Stripe's retries."""
     event = {
         "object": "event",
-        "id": "evt_odd_object",
+        "id": f"evt_odd_object_{n}",
         "type": "payout.paid",
-        "data": {"object": {"id": [1]}},
+        "data": {"object": {"id": object_id}},
     }
     body = json.dumps(event).encode()
     response = client.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body)})
