@@ -68,6 +68,7 @@ class Work:
     synced: dict[str, None] = field(default_factory=dict)  # customers whose plans to recompute
     invoices: dict[str, Incoming] = field(default_factory=dict)  # subscription id -> invoice event
     schedules: dict[str, None] = field(default_factory=dict)
+    scheduled: dict[str, None] = field(default_factory=dict)  # the schedules' customers
 
 
 def parse(event: JSON) -> tuple[str, JSON] | None:
@@ -226,6 +227,8 @@ def _mirror_one(
         work.products[state.stripe_id] = None
     elif kind == "subscription_schedule":
         work.schedules[state.stripe_id] = None
+        if customer_id:
+            work.scheduled[customer_id] = None
     elif kind == "invoice" and client is not None and "subscription" in refetch:
         sub_id = invoice_subscription_id(state.data)
         if sub_id:
@@ -251,7 +254,10 @@ def _map(
             work.synced.update(dict.fromkeys(customers_with_product(session, product.stripe_id)))
             relinked = True
     synced = list(work.synced)
-    customers = load_customers(session, [*work.customers, *synced])
+    # The schedules' customers are mapped too (map_schedule writes their companies' rows):
+    # their companies are found, or created, and locked with the others, in one sorted lock.
+    scheduled = [c for c in work.scheduled if c not in work.synced]
+    customers = load_customers(session, [*work.customers, *synced, *scheduled])
     # A customer new to syncd whose subscriptions grant a base plan (its customer.created and
     # customer.subscription.created in one batch) gets a company straight on that plan: its
     # subscriptions are read now, under its customer lock. Not when invoices re-fetch
@@ -261,7 +267,9 @@ def _map(
     written = [state for (kind, _), state in work.written.items() if kind == "subscription"]
     refreshing = bool(work.invoices) and client is not None
     subscriptions = None if refreshing or relinked else load_subscriptions(session, synced, written)
-    companies = billed_companies(session, ctx, [*work.customers, *synced], customers, subscriptions)
+    companies = billed_companies(
+        session, ctx, [*work.customers, *synced, *scheduled], customers, subscriptions
+    )
     name_companies(session, list(work.customers), companies, customers)
     if client is not None:
         for sub_id, item in work.invoices.items():

@@ -114,6 +114,7 @@ def apply_page(
     touched: list[str] = []  # stored exactly as listed: only the watermark moves
     remap: list[str] = []  # products, customers and schedules to map
     customers: dict[str, None] = {}  # of subscriptions to map
+    scheduled: dict[str, None] = {}  # of schedules to map: their companies are locked too
     for obj in objects:
         before = previous.get(str(obj["id"]))
         if mirror.compare(before, created, source_id) == "stale":
@@ -145,6 +146,9 @@ def apply_page(
             kind == "customer" and (link or (before is not None and before.company_id))
         ):
             remap.append(state.stripe_id)
+            customer_id = state.columns.get("customer_id")
+            if kind == "subscription_schedule" and customer_id:
+                scheduled[customer_id] = None
     mirror_bulk.upsert(session, kind, states)
     mirror_bulk.touch(session, kind, touched, created=created, source_id=source_id)
     if kind == "product":
@@ -152,7 +156,7 @@ def apply_page(
             product = session.get(StripeProduct, product_id)
             if product is not None and link_product(session, product):
                 ctx.catalog.plans.clear()
-    wanted = [*(remap if kind == "customer" else ()), *customers]
+    wanted = [*(remap if kind == "customer" else ()), *customers, *scheduled]
     known = load_customers(session, wanted)
     subscriptions = load_subscriptions(session, list(customers), states)
     companies = billed_companies(session, ctx, wanted, known, subscriptions)

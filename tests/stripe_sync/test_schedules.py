@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from syncd.models import Plan, ScheduledDowngrade
-from syncd.stripe_sync.mapping import ts
+from syncd.stripe_sync.apply import apply_pending
+from syncd.stripe_sync.locks import lock_key
+from syncd.stripe_sync.mapping import MappingContext, ts
+from syncd.stripe_sync.sweep import apply_page
+from syncd.stripe_sync.sweep_pool import SweepResult
 
 from .harness import World
+from .test_apply import NO_REFETCH, T0, put, sub_event
 
 
 def downgrades(world: World) -> list[ScheduledDowngrade]:
@@ -109,3 +116,78 @@ def test_scheduled_upgrade_is_not_a_downgrade(world: World) -> None:
     schedule_change(world, ids, cus, "pro_price", "enterprise_price")
     world.sync()
     assert downgrades(world) == []
+
+
+def _company_locks(world: World, run: Callable[[], object]) -> set[int]:
+    """The advisory lock keys ``run`` takes (Postgres)."""
+    taken: set[int] = set()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "pg_advisory_xact_lock" in statement and isinstance(params, dict) and "keys" in params:
+            taken.update(int(k) for k in str(params["keys"]).strip("{}").split(",") if k)
+
+    event.listen(world.engine, "before_cursor_execute", seen)
+    try:
+        run()
+    finally:
+        event.remove(world.engine, "before_cursor_execute", seen)
+    return taken
+
+
+def _schedule(customer: str) -> dict[str, Any]:
+    return {
+        "id": f"sub_sched_{customer}",
+        "object": "subscription_schedule",
+        "customer": customer,
+        "subscription": None,
+        "status": "active",
+        "phases": [],
+    }
+
+
+def test_a_schedule_event_locks_its_company(pg_world: World) -> None:
+    """A company may have several Stripe customers: mapping one customer's schedule must take
+    the company's lock, as mapping its subscriptions does, not only the customer's."""
+    pg_world.catalog()
+    put(
+        pg_world,
+        sub_event(
+            "evt_cus", T0, {"id": "cus_sl", "object": "customer", "name": "S"}, etype="customer.created"
+        ),
+    )
+    apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
+    company = pg_world.company("cus_sl")
+    put(pg_world, sub_event("evt_sched", T0 + 1, _schedule("cus_sl"), etype="subscription_schedule.updated"))
+    taken = _company_locks(
+        pg_world, lambda: apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
+    )
+    assert lock_key("customer:cus_sl") in taken
+    assert lock_key(f"company:{company.id}") in taken
+
+
+def test_a_swept_schedule_page_locks_its_companies(pg_world: World) -> None:
+    pg_world.catalog()
+    put(
+        pg_world,
+        sub_event(
+            "evt_cus2", T0, {"id": "cus_sp", "object": "customer", "name": "P"}, etype="customer.created"
+        ),
+    )
+    apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
+    company = pg_world.company("cus_sp")
+
+    def sweep_page() -> None:
+        with Session(pg_world.engine) as session:
+            apply_page(
+                session,
+                None,
+                "subscription_schedule",
+                [_schedule("cus_sp")],
+                MappingContext(now=ts(T0)),
+                created=T0 + 5,
+                result=SweepResult(),
+            )
+            session.commit()
+
+    taken = _company_locks(pg_world, sweep_page)
+    assert lock_key(f"company:{company.id}") in taken
