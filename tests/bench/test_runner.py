@@ -18,6 +18,9 @@ import pytest
 from bench.run import TARGETS, write_section
 
 ROOT = Path(__file__).resolve().parents[2]
+# Rows that are a difference of two medians (gated minus ungated): a quick run on a busy
+# machine can measure one at or below zero (bench/run.py's MIDDLEWARE_ADDED).
+DIFFERENCES = {("#8", "middleware added per gated request")}
 
 
 @pytest.mark.slow
@@ -51,7 +54,8 @@ def test_quick_run_produces_every_target_row_with_a_number(
     assert set(rows) == {(t.issue, t.name) for t in TARGETS}
     for key, row in rows.items():
         assert isinstance(row["measured"], float | int) and math.isfinite(row["measured"]), (key, row["note"])
-        assert row["measured"] > 0, key
+        if key not in DIFFERENCES:
+            assert row["measured"] > 0, key
     # Ratios to the two baselines are present where they apply.
     assert rows[("#3", "warm check p50")]["vs_handrolled"] > 0
     assert rows[("#3", "warm check p50")]["vs_sdk"] > 0
