@@ -41,13 +41,13 @@ class _Conn:
     buffer: bytearray = field(default_factory=bytearray)
 
 
+ANSWER_TIMEOUT_S = 60.0
+
+
 def _connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-ANSWER_TIMEOUT_S = 60.0
 
 
 def _answered(buffer: bytearray) -> tuple[int, int] | None:

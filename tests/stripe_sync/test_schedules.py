@@ -15,8 +15,9 @@ from syncd.stripe_sync.mapping import MappingContext, ts
 from syncd.stripe_sync.sweep import apply_page
 from syncd.stripe_sync.sweep_pool import SweepResult
 
-from .harness import World
+from .harness import Company, World
 from .test_apply import NO_REFETCH, T0, put, sub_event
+from .test_batch import customer_event
 
 
 def downgrades(world: World) -> list[ScheduledDowngrade]:
@@ -145,18 +146,18 @@ def _schedule(customer: str) -> dict[str, Any]:
     }
 
 
+def _customer_with_company(world: World, customer: str) -> Company:
+    """A customer whose ``customer.created`` has been applied: its company exists."""
+    world.catalog()
+    put(world, customer_event(f"evt_{customer}", T0, customer, customer))
+    apply_pending(world.engine, None, options=NO_REFETCH, now=ts(T0))
+    return world.company(customer)
+
+
 def test_a_schedule_event_locks_its_company(pg_world: World) -> None:
     """A company may have several Stripe customers: mapping one customer's schedule must take
     the company's lock, as mapping its subscriptions does, not only the customer's."""
-    pg_world.catalog()
-    put(
-        pg_world,
-        sub_event(
-            "evt_cus", T0, {"id": "cus_sl", "object": "customer", "name": "S"}, etype="customer.created"
-        ),
-    )
-    apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
-    company = pg_world.company("cus_sl")
+    company = _customer_with_company(pg_world, "cus_sl")
     put(pg_world, sub_event("evt_sched", T0 + 1, _schedule("cus_sl"), etype="subscription_schedule.updated"))
     taken = _company_locks(
         pg_world, lambda: apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
@@ -166,15 +167,7 @@ def test_a_schedule_event_locks_its_company(pg_world: World) -> None:
 
 
 def test_a_swept_schedule_page_locks_its_companies(pg_world: World) -> None:
-    pg_world.catalog()
-    put(
-        pg_world,
-        sub_event(
-            "evt_cus2", T0, {"id": "cus_sp", "object": "customer", "name": "P"}, etype="customer.created"
-        ),
-    )
-    apply_pending(pg_world.engine, None, options=NO_REFETCH, now=ts(T0))
-    company = pg_world.company("cus_sp")
+    company = _customer_with_company(pg_world, "cus_sp")
 
     def sweep_page() -> None:
         with Session(pg_world.engine) as session:
