@@ -11,7 +11,11 @@
    answer (mirror, company, plans, change_log).
    Events/s = events / (first POST -> last event applied).
 2. Latency at a steady 200 events/s: receipt -> applied (inbox ``received_at`` ->
-   ``applied_at``), p50/p99, and the same from the client's send time.
+   ``applied_at``), p50/p99, and the same from the client's send time; then receipt -> the
+   change published: the Redis adapter (``--redis``, on by default) publishing as in
+   `syncd run`, woken by each change-log commit, an event counting as published when every
+   change-log row of its applying transaction has been written to Redis. During both runs the
+   adapter publishes every change, so the end-to-end rate includes that work.
 
 ``--workers 0`` (default) serves from a thread of this process; ``--workers N`` runs
 ``syncd run`` with ``[server] workers = N`` in its own processes, as in production.
@@ -194,7 +198,8 @@ CLIENT = ["python"]  # the Python load generator: "python" (bench._loadgen) or "
 class Server:
     """A prepared daemon serving its HTTP app on loopback, with the inbox kick enabled."""
 
-    def __init__(self, database_url: str, data_dir: str, *, apply: bool = True) -> None:
+    def __init__(self, database_url: str, data_dir: str, *, apply: bool = True, redis_url: str = "") -> None:
+        self.redis_prefix = f"bench{secrets.token_hex(4)}"
         settings = load_settings(
             None,
             environ={
@@ -207,15 +212,24 @@ class Server:
                 "SYNCD_STRIPE_REFETCH": "",
                 "SYNCD_STRIPE_APPLIER": APPLIER[0],
                 "SYNCD_LOG_LEVEL": "warning",
+                **(
+                    {"SYNCD_REDIS_URL": redis_url, "SYNCD_REDIS_KEY_PREFIX": self.redis_prefix}
+                    if redis_url
+                    else {}
+                ),
             },
         )
         configure_logging("warning", "json")
         self._poll: Connection | None = None
+        self.redis_url = redis_url
+        self.published: dict[int, float] = {}  # change_log id -> when the Redis adapter had written it
         self.daemon = Daemon(settings)
         self.daemon.prepare()
         self.engine = self.daemon.engine
         with session_scope(self.daemon.engine) as session:
             apply_catalog(session, loads(CATALOG))
+        if redis_url and apply:
+            self._publish_to_redis()
         if apply:  # as in `syncd run`: webhooks kick the inbox applier (or wake its process)
             jobs.set_current_daemon(self.daemon)
             if uses_process(settings):
@@ -233,6 +247,35 @@ class Server:
         while not self.server.started:
             time.sleep(0.01)
 
+    def _publish_to_redis(self) -> None:
+        """The Redis adapter publishing as in `syncd run` (woken by each change-log commit),
+        each change's publication timed when the adapter's write to Redis has returned."""
+        pump = self.daemon.publisher
+        assert pump is not None and "redis" in pump.adapters
+        adapter = pump.adapters["redis"]
+        write = adapter.publish
+        assert write is not None
+
+        def timed(**kwargs: Any) -> None:
+            write(**kwargs)
+            at = time.time()
+            for change in kwargs["changes"]:
+                self.published.setdefault(change.seq, at)
+
+        adapter.publish = timed
+        self.daemon.leadership.start()
+        pump.start(self.daemon.settings.scheduler.publish_min_gap_s)
+
+    def wait_published(self, timeout: float = 60) -> None:
+        """Until the Redis adapter has published every change-log row."""
+        with Session(self.engine) as session:
+            last = session.exec(select(func.max(ChangeLog.id))).one() or 0
+        deadline = time.monotonic() + timeout
+        while last not in self.published:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"change {last} not published to Redis")
+            time.sleep(0.02)
+
     def stop(self) -> None:
         if self._poll is not None:
             self._poll.close()
@@ -240,7 +283,15 @@ class Server:
         self.thread.join(timeout=30)
         jobs.set_current_daemon(None)
         self.daemon.stop_applier()
+        self.daemon.leadership.stop()
         self.daemon.close()
+        if self.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self.redis_url)
+            for key in client.scan_iter(f"{self.redis_prefix}:*", count=1000):
+                client.delete(key)
+            client.close()
 
     def counts(self) -> tuple[int, int]:
         with Session(self.engine) as session:
@@ -475,9 +526,9 @@ def deliver(server: Server, payloads: list[tuple[bytes, str]], client: str | Non
     return time.monotonic() - t0
 
 
-def serve(database_url: str, data_dir: str, workers: int, apply: bool = True) -> Server:
+def serve(database_url: str, data_dir: str, workers: int, apply: bool = True, redis_url: str = "") -> Server:
     if workers == 0:
-        return Server(database_url, data_dir, apply=apply)
+        return Server(database_url, data_dir, apply=apply, redis_url=redis_url)
     return ProcessServer(database_url, data_dir, workers=workers, apply=apply)
 
 
@@ -531,13 +582,44 @@ def latency(server: Server, rate: float, seconds: float) -> dict[str, float]:
     from_send = sorted(
         (applied.timestamp() - sent[event_id]) * 1000 for event_id, _, applied in rows if applied
     )
-    return {
+    out = {
         "events": len(lat),
         "p50_ms": lat[len(lat) // 2],
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "max_ms": lat[-1],
         "send_p50_ms": from_send[len(from_send) // 2],
         "send_p99_ms": from_send[min(len(from_send) - 1, int(len(from_send) * 0.99))],
+    }
+    if server.published:
+        out.update(receipt_to_published(server))
+    return out
+
+
+def receipt_to_published(server: Server) -> dict[str, float]:
+    """Receipt -> in Redis, per event: an event is published when every change-log row its
+    applying transaction wrote has been written to Redis. The transaction is Postgres's own
+    record: the inbox row's ``xmin`` (its last write, the mark) and the change-log rows' match."""
+    server.wait_published()
+    with server.engine.connect() as conn:
+        events_ = conn.execute(
+            text(
+                "SELECT received_at, xmin::text FROM inbox_event"
+                " WHERE event_id LIKE 'evt_l%' AND status = 'applied'"
+            )
+        ).all()
+        changes: dict[str, list[int]] = {}
+        for change_id, xid in conn.execute(text("SELECT id, xmin::text FROM change_log")):
+            changes.setdefault(xid, []).append(change_id)
+    lat = sorted(
+        (max(server.published[c] for c in changes[xid]) - received.timestamp()) * 1000
+        for received, xid in events_
+        if xid in changes
+    )
+    return {
+        "published_events": len(lat),
+        "pub_p50_ms": lat[len(lat) // 2],
+        "pub_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "pub_max_ms": lat[-1],
     }
 
 
@@ -688,6 +770,12 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--latency-rate", type=float, default=200.0, help="events/s for the latency run")
     parser.add_argument(
+        "--redis",
+        default=os.environ.get("SYNCD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis the adapter publishes to during the end-to-end runs ('' for none; "
+        "--workers 0 only): latency is then also measured to the change's publication",
+    )
+    parser.add_argument(
         "--client",
         choices=("wrk", "python", "httpclient"),
         default="wrk" if shutil.which("wrk") else "python",
@@ -735,7 +823,7 @@ def main() -> None:
             )
     if "e" in args.only:
         with fresh_database(args.postgres) as url, tempfile.TemporaryDirectory() as data_dir:
-            server = serve(url, data_dir, args.workers)
+            server = serve(url, data_dir, args.workers, redis_url=args.redis)
             try:
                 tp = throughput(server, n_events, args.client)
                 client_cpu = (
@@ -754,6 +842,12 @@ def main() -> None:
                     f"p99 {lt['p99_ms']:.1f} ms, max {lt['max_ms']:.1f} ms ({lt['events']:.0f} events); "
                     f"client send -> applied p50 {lt['send_p50_ms']:.1f} ms, p99 {lt['send_p99_ms']:.1f} ms"
                 )
+                if "pub_p99_ms" in lt:
+                    print(
+                        f"at {args.latency_rate:.0f} events/s: receipt -> published to Redis "
+                        f"p50 {lt['pub_p50_ms']:.1f} ms, p99 {lt['pub_p99_ms']:.1f} ms, "
+                        f"max {lt['pub_max_ms']:.1f} ms ({lt['published_events']:.0f} events)"
+                    )
             finally:
                 server.stop()
     if "a" in args.only:

@@ -115,7 +115,8 @@ class SchedulerSettings:
     reconcile_cron_hour: int = 3
     outbox_interval_s: float = 1.0
     usage_flush_interval_s: float = 30.0
-    publish_interval_s: float = 0.2  # how often each adapter's publish job polls change_log
+    publish_interval_s: float = 0.2  # the publish job's poll: a safety net, commits wake adapters
+    publish_min_gap_s: float = 0.01  # at least this between two runs of one adapter woken by commits
     # Leadership (Postgres): the leader renews its lease every lease_renew_s; a dead leader's
     # lease runs out after lease_ttl_s and a follower takes over on its next renewal.
     lease_ttl_s: float = 15.0
@@ -349,6 +350,12 @@ def _validate(settings: Settings) -> None:
             "lower stripe.sweep_page_size or stripe.sweep_workers, or leave the size at 0 (automatic)",
         )
     sch = s.scheduler
+    if not 0 <= sch.publish_min_gap_s <= sch.publish_interval_s:
+        raise ConfigError(
+            "scheduler.publish_min_gap_s",
+            f"must be between 0 and publish_interval_s ({sch.publish_interval_s})",
+            "e.g. publish_min_gap_s = 0.01: a run at most every 10 ms per adapter",
+        )
     if not 0 < sch.lease_renew_s < sch.lease_ttl_s:
         raise ConfigError(
             "scheduler.lease_renew_s",

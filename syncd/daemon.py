@@ -163,6 +163,7 @@ class Daemon:
             install_jobs(scheduler, self.settings)
             if self.publisher is not None:
                 self.publisher.install(scheduler, self.settings.scheduler.publish_interval_s)
+                self.publisher.start(self.settings.scheduler.publish_min_gap_s)
             self.leadership.start()
             scheduler.start()
         loop = asyncio.get_running_loop()
@@ -172,6 +173,8 @@ class Daemon:
         try:
             await server.serve(sockets=[sock] if sock is not None else None)
         finally:
+            if self.publisher is not None:
+                await asyncio.to_thread(self.publisher.stop)
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
@@ -273,7 +276,10 @@ class Daemon:
         self.publisher.prepare()
 
     def stop_plugins(self) -> None:
-        plugins, self.plugins, self.publisher = self.plugins, None, None
+        plugins, publisher = self.plugins, self.publisher
+        if publisher is not None:
+            publisher.stop()
+        self.plugins = self.publisher = None
         if plugins is None:
             return
         try:

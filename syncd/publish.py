@@ -10,6 +10,14 @@ starts at the current end of the log: its start-up resync covers everything befo
 
 Delivery is at least once: a crash between the hook returning and the cursor commit
 replays the batch, so adapters write idempotently (keys are ids, payloads full state).
+
+Runs are prompt, not polled: each adapter has a thread woken by every commit that wrote
+change-log rows (on Postgres the insert's ``NOTIFY syncd_changes``, which reaches this process
+whichever process or replica committed; on SQLite the committing session itself), so a change
+reaches Redis milliseconds after its commit. Runs of one adapter are at least
+``[scheduler] publish_min_gap_s`` apart, so a stream of small commits batches up instead of
+costing a run each. The scheduler's interval job (``publish_interval_s``) stays as the
+safety net for a lost notification and for the end of a backoff.
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Table, func
+from sqlalchemy import BigInteger, Select, Table, cast, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -33,8 +41,9 @@ from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 from .exceptions import PluginError, SyncdError
 from .hookspecs import Change
 from .models import ChangeLog, SyncCursor, utcnow
-from .plugins import Plugins
-from .services.changes import expand
+from .pglisten import Listener
+from .plugins import BUILTIN, Plugins
+from .services.changes import expand, watch_commits
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -45,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 500
 _LOG: Table = ChangeLog.__table__  # type: ignore[attr-defined]
+_CURSOR: Table = SyncCursor.__table__  # type: ignore[attr-defined]
 RUN_BUDGET_S = 1.0  # one run drains batches for at most this long, then yields the worker
 RETRY_MAX_S = 60.0  # default cap of an adapter's backoff after failed publishes
 # Host apps read Redis directly, so they must catch up within seconds of an outage ending
@@ -66,6 +76,8 @@ class _Adapter:
     needs_resync: bool = False
     failures: int = 0
     retry_at: float = 0.0  # time.monotonic() before which the adapter rests
+    wake: threading.Event = field(default_factory=threading.Event)
+    rerun: bool = False  # a run was asked for while one was under way: it goes round again
 
 
 class PublishPump:
@@ -99,6 +111,12 @@ class PublishPump:
         self.published = Counter(
             "syncd_adapter_published_changes", "Changes published per adapter", ["adapter"], registry=registry
         )
+        # Each run's read and cursor write are single statements: no transaction around them.
+        self._autocommit = daemon.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._unwatch: Callable[[], None] | None = None
+        self._listener: Listener | None = None
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -136,11 +154,76 @@ class PublishPump:
                 max_instances=2,
             )
 
+    def start(self, min_gap_s: float) -> None:
+        """Start each publishing adapter's prompt runner and what wakes it (see the module doc)."""
+        if self._threads:
+            return
+        self._stopping.clear()
+        for adapter in self.adapters.values():
+            if adapter.publish is None or adapter.name == BUILTIN:  # it only logs: its poll will do
+                continue
+            thread = threading.Thread(
+                target=self._prompt_runs,
+                args=(adapter, min_gap_s),
+                name=f"publish-{adapter.name}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+        if not self._threads:
+            return
+        engine = self.daemon.engine
+        if engine.dialect.name == "postgresql":
+            self._listener = Listener(
+                engine, "LISTEN syncd_changes", self.wake, name="publish-listen"
+            ).start()  # CHANGES_CHANNEL
+        else:
+            self._unwatch = watch_commits(engine, self.wake)
+
+    def stop(self) -> None:
+        """Stop the prompt runners (a run under way finishes first)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self._stopping.set()
+        for adapter in self.adapters.values():
+            adapter.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+
+    def wake(self) -> None:
+        """Ask every adapter for a run now (cheap: sets events; safe from any thread)."""
+        for adapter in self.adapters.values():
+            adapter.wake.set()
+
+    def _prompt_runs(self, adapter: _Adapter, min_gap_s: float) -> None:
+        while True:
+            adapter.wake.wait()
+            if self._stopping.is_set():
+                return
+            adapter.wake.clear()
+            started = time.monotonic()
+            # Leader only, as the interval job: each change is published once per cluster.
+            if self.daemon.leadership.is_leader:
+                try:
+                    self.run(adapter.name)
+                except Exception:  # the interval job retries; this thread must live on
+                    log.exception("publish_run_failed", adapter=adapter.name)
+            # The gap runs from the run's start: a run as long as the gap is followed at once.
+            rest = min_gap_s - (time.monotonic() - started)
+            if rest > 0 and self._stopping.wait(rest):
+                return
+
     def request_resync(self, name: str | None = None) -> list[str]:
         targets = [a for a in self.adapters.values() if a.resync is not None and name in (None, a.name)]
         for adapter in targets:
             adapter.needs_resync = True
             adapter.retry_at = 0.0
+            adapter.wake.set()
         return [a.name for a in targets]
 
     # -- running -----------------------------------------------------------------------
@@ -148,15 +231,27 @@ class PublishPump:
         return {name: self.run(name) for name in self.adapters}
 
     def run(self, name: str) -> int:
-        """Publish what ``name`` has not published yet; returns how many changes it took."""
+        """Publish what ``name`` has not published yet; returns how many changes it took.
+
+        A call while another run of the adapter is under way asks that run to go round once
+        more (it may have read the log before the commit that prompted this call)."""
         adapter = self.adapters[name]
-        if time.monotonic() < adapter.retry_at or not adapter.lock.acquire(blocking=False):
-            return 0
-        try:
-            with structlog.contextvars.bound_contextvars(adapter=name):
-                return self._run(adapter)
-        finally:
-            adapter.lock.release()
+        total = 0
+        while time.monotonic() >= adapter.retry_at:
+            if not adapter.lock.acquire(blocking=False):
+                adapter.rerun = True
+                # The holder may have checked ``rerun`` and be about to release: try once more.
+                if not adapter.lock.acquire(blocking=False):
+                    return total
+            try:
+                adapter.rerun = False
+                with structlog.contextvars.bound_contextvars(adapter=name):
+                    total += self._run(adapter)
+            finally:
+                adapter.lock.release()
+            if not adapter.rerun:
+                break
+        return total
 
     def _run(self, adapter: _Adapter) -> int:
         if adapter.needs_resync and adapter.resync is not None:
@@ -168,27 +263,23 @@ class PublishPump:
             return 0
         total, deadline = 0, time.monotonic() + RUN_BUDGET_S
         while True:
-            with Session(self.daemon.engine) as session:
-                cursor = self.cursor(adapter.name, session)
-                # Plain rows, not ORM objects: tracked usage logs hundreds of rows a second.
-                rows = session.execute(
-                    sa_select(_LOG.c.id, _LOG.c.topic, _LOG.c.company_id, _LOG.c.created_at, _LOG.c.payload)
-                    .where(_LOG.c.id > cursor)
-                    .order_by(_LOG.c.id)
-                    .limit(self.batch_size)
-                ).all()
-                # A usage.changed row stands for one change per company (same seq): adapters
-                # see one entitlements.changed change per company, as for any other write.
-                changes = [
-                    _change(seq, topic_, cid, created_at, payload_)
-                    for seq, topic, company_id, created_at, payload in rows
-                    for topic_, cid, payload_ in expand(topic, company_id, payload)
-                ]
+            # One autocommit statement (no BEGIN/ROLLBACK round trips): the cursor is read in
+            # the same statement as the rows after it. Plain rows, not ORM objects: tracked
+            # usage logs hundreds of rows a second.
+            with self._autocommit.connect() as conn:
+                rows = conn.execute(self._after_cursor(adapter.name)).all()
+            # A usage.changed row stands for one change per company (same seq): adapters
+            # see one entitlements.changed change per company, as for any other write.
+            changes = [
+                _change(seq, topic_, cid, created_at, payload_)
+                for seq, topic, company_id, created_at, payload in rows
+                for topic_, cid, payload_ in expand(topic, company_id, payload)
+            ]
             if not rows:
                 self._observe(adapter.name, None)
                 return total
             if changes and not self._attempt(adapter, "publish", adapter.publish, changes=changes):
-                self._observe(adapter.name, cursor)
+                self._observe(adapter.name, rows[0][0] - 1)  # nothing lies between cursor and rows
                 return total
             last = rows[-1][0]
             self._save_cursor(adapter.name, last)
@@ -197,6 +288,19 @@ class PublishPump:
             if len(rows) < self.batch_size or time.monotonic() > deadline:
                 self._observe(adapter.name, None if len(rows) < self.batch_size else last)
                 return total
+
+    def _after_cursor(self, name: str) -> Select[Any]:
+        saved = (
+            sa_select(cast(func.nullif(_CURSOR.c.value, ""), BigInteger))
+            .where(_CURSOR.c.name == cursor_name(name))
+            .scalar_subquery()
+        )
+        return (
+            sa_select(_LOG.c.id, _LOG.c.topic, _LOG.c.company_id, _LOG.c.created_at, _LOG.c.payload)
+            .where(_LOG.c.id > func.coalesce(saved, 0))
+            .order_by(_LOG.c.id)
+            .limit(self.batch_size)
+        )
 
     def _attempt(self, adapter: _Adapter, what: str, hook: Callable[..., Any], **kwargs: Any) -> bool:
         try:
@@ -234,6 +338,15 @@ class PublishPump:
         return int(row.value) if row is not None and row.value else 0
 
     def _save_cursor(self, name: str, seq: int) -> None:
+        """One autocommit UPDATE (the row exists since ``prepare``; recreated if deleted)."""
+        with self._autocommit.connect() as conn:
+            updated = conn.execute(
+                _CURSOR.update()
+                .where(_CURSOR.c.name == cursor_name(name))
+                .values(value=str(seq), updated_at=utcnow())
+            ).rowcount
+        if updated:
+            return
         with Session(self.daemon.engine) as session:
             row = session.get(SyncCursor, cursor_name(name)) or SyncCursor(name=cursor_name(name))
             row.value, row.updated_at = str(seq), utcnow()

@@ -84,6 +84,7 @@ def test_secret_in_config_file_is_refused(tmp_path: Path) -> None:
         ({"SYNCD_DATABASE_URL": "not a url"}, "database.url", "SYNCD_DATABASE_URL"),
         ({"SYNCD_STRIPE_SWEEP_WORKERS": "0"}, "stripe.sweep_workers", "1 to 8"),
         ({"SYNCD_STRIPE_SWEEP_PAGE_SIZE": "20"}, "stripe.sweep_page_size", "50 to 1000"),
+        ({"SYNCD_SCHEDULER_PUBLISH_MIN_GAP_S": "1"}, "scheduler.publish_min_gap_s", "between 0 and"),
         (
             {
                 "SYNCD_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",

@@ -53,6 +53,9 @@ class DatabaseSource:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Reads only, each statement its own snapshot as under READ COMMITTED anyway: without
+        # a transaction there are no BEGIN and ROLLBACK round trips (each publish loads).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._lock = threading.Lock()
         self._view: tuple[float, CatalogView] | None = None
         self._boundaries: dict[str, float] = {}
@@ -76,12 +79,12 @@ class DatabaseSource:
 
     def flags(self) -> list[wire.Flag]:
         self.catalog_changed()  # flags are read when the catalog changed: read it fresh
-        with Session(self.engine) as session:
+        with Session(self._reads) as session:
             return list(self._catalog(session, self._now()).flags)
 
     def companies(self, ids: Sequence[str]) -> dict[str, wire.Company]:
         now = self._now()
-        with Session(self.engine) as session:
+        with Session(self._reads) as session:
             loaded = load_companies(session, self._catalog(session, now), list(ids), now)
         for cid in ids:
             self._remember(cid, loaded.get(cid), now)
@@ -102,7 +105,7 @@ class DatabaseSource:
     def users(self, ids: Sequence[str]) -> dict[str, wire.User]:
         if not ids:
             return {}
-        with Session(self.engine) as session:
+        with Session(self._reads) as session:
             found = session.exec(select(User.id).where(col(User.id).in_(ids))).all()
             users = {uid: wire.User(id=uid) for uid in found}
             for key in session.exec(select(UserKey).where(col(UserKey.user_id).in_(found))).all():
@@ -125,7 +128,7 @@ class DatabaseSource:
         """Ids in pages by keyset, so a long resync never holds one huge result."""
         after = ""
         while True:
-            with Session(self.engine) as session:
+            with Session(self._reads) as session:
                 ids = list(
                     session.exec(
                         select(model.id).where(col(model.id) > after).order_by(col(model.id)).limit(PAGE)

@@ -21,10 +21,11 @@ Once ``"all"`` is recorded, later ids are absorbed by it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import Table, event, insert, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
@@ -41,6 +42,7 @@ _KEY = "syncd.entitlements_changed"  # what this transaction changed (read after
 _EVENTS = "syncd.pending_events"  # domain events not yet written to the log
 _LOGGED = "syncd.logged"  # entitlement changes already written to the log
 _USAGE_ONLY = "syncd.usage_only"  # companies whose only change is usage (counters, events)
+_WROTE = "syncd.change_log_written"  # this transaction inserted change_log rows
 # Companies whose only change is tracked usage are logged as ONE ``usage.changed`` row per
 # transaction, ``{"company_ids": [...]}``: ingest commits hundreds of companies a second, and
 # one row per company made every follower re-read them all. Readers expand it with
@@ -171,6 +173,7 @@ def write_change_log(session: OrmSession) -> None:
     rows = _log_rows(session)
     if not rows:
         return
+    session.info[_WROTE] = True
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
         _insert_pg(session, rows, now)
@@ -185,8 +188,10 @@ def write_change_log(session: OrmSession) -> None:
 # once, by the column's input; WITH ORDINALITY keeps the rows' order, hence their ids' order.
 # The same statement takes the change-log lock (ids must be drawn in commit order): ids are
 # drawn for the join's output rows, and the join has no row before it has read the lock's.
+# It also queues the NOTIFY that wakes publish pumps in every process (sent at commit, once
+# per transaction however many inserts queued it).
 _PG_INSERT = text(
-    "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k))"
+    "WITH serialized AS MATERIALIZED (SELECT pg_advisory_xact_lock(:k), pg_notify('syncd_changes', ''))"
     " INSERT INTO change_log (topic, company_id, payload, created_at)"
     " SELECT t, c, CAST(p AS json), :now FROM serialized,"
     " unnest(CAST(:t AS varchar[]), CAST(:c AS varchar[]), string_to_array(:p, E'\\n'))"
@@ -209,8 +214,39 @@ def _insert_pg(session: OrmSession, rows: list[dict[str, Any]], now: Any) -> Non
 
 @event.listens_for(OrmSession, "after_rollback")
 def _forget(session: OrmSession) -> None:
-    for key in (_KEY, _EVENTS, _LOGGED, _USAGE_ONLY):
+    for key in (_KEY, _EVENTS, _LOGGED, _USAGE_ONLY, _WROTE):
         session.info.pop(key, None)
+
+
+# -- waking the publish pump --------------------------------------------------------------------
+# Postgres: the insert's NOTIFY on CHANGES_CHANNEL reaches every process (``LISTEN``).
+# SQLite, where one process does all writing: the commit itself calls the engine's watchers.
+CHANGES_CHANNEL = "syncd_changes"  # spelled out in the NOTIFY above and in each LISTEN
+_watchers: dict[int, list[Callable[[], None]]] = {}
+
+
+def watch_commits(engine: Engine, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` (quick, must not raise) after each commit in this process, through
+    ``engine``, that wrote change-log rows; returns the function that stops it."""
+    _watchers.setdefault(id(engine), []).append(callback)
+
+    def unwatch() -> None:
+        callbacks = _watchers.get(id(engine), [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            _watchers.pop(id(engine), None)
+
+    return unwatch
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _announce(session: OrmSession) -> None:
+    if not session.info.pop(_WROTE, False) or not _watchers:
+        return
+    bind = session.get_bind()
+    for callback in list(_watchers.get(id(bind.engine), ())):
+        callback()
 
 
 def checkpoint(session: Session) -> tuple[Any, list[Any]]:

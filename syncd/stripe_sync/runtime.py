@@ -10,6 +10,7 @@ import stripe
 import structlog
 
 from ..config import Settings
+from ..pglisten import Listener
 from ..stripe_api import build_client
 from .apply import ApplyOptions, apply_pending
 
@@ -129,44 +130,28 @@ def applies_elsewhere(daemon: Daemon) -> bool:
     return daemon.applier is not None or (settings.server.workers > 1 and not settings.scheduler.enabled)
 
 
-_listeners: dict[int, threading.Thread] = {}
+_listeners: dict[int, Listener] = {}
 
 
 def ensure_listening(daemon: Daemon) -> None:
     """In the applying worker of several (applier in a thread), on Postgres: kick the applier
     on each NOTIFY from the other workers (a thread with its own connection, until the daemon
     stops serving)."""
+    from .. import jobs
+
     settings = daemon.settings
     if settings.server.workers <= 1 or daemon.engine.dialect.name != "postgresql" or daemon.applier:
         return
     with _lock:
-        if id(daemon) in _listeners:
+        if id(daemon) in _listeners and _listeners[id(daemon)].running:
             return
-        thread = threading.Thread(target=_listen, args=(daemon,), name="stripe-inbox-listen", daemon=True)
-        _listeners[id(daemon)] = thread
-    thread.start()
-
-
-def _listen(daemon: Daemon) -> None:
-    import psycopg
-
-    from .. import jobs
-
-    url = daemon.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        while jobs._current is daemon:
-            try:
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute("LISTEN syncd_inbox")  # INBOX_CHANNEL
-                    while jobs._current is daemon:
-                        if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
-                            kick(daemon)
-            except Exception:  # the scheduled pass still applies; listen again shortly
-                log.warning("stripe_inbox_listen_failed", exc_info=True)
-                time.sleep(1.0)
-    finally:
-        with _lock:
-            _listeners.pop(id(daemon), None)
+        _listeners[id(daemon)] = Listener(
+            daemon.engine,
+            "LISTEN syncd_inbox",  # INBOX_CHANNEL
+            lambda: kick(daemon),
+            name="stripe-inbox-listen",
+            keep_going=lambda: jobs._current is daemon,
+        ).start()
 
 
 def apply_options(settings: Settings) -> ApplyOptions:
