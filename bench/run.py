@@ -354,6 +354,8 @@ def stripe_rows(quick: bool, base: Baselines) -> list[Row]:
         out = run_script(["-c", script], timeout=300)
         data = json.loads(out.split("RESULT ", 1)[1])
         per_s = data["throughput"]["events_per_s"]
+        if "pub_p99_ms" not in data["latency"]:
+            raise RuntimeError(f"no publication to Redis measured (is Redis at {REDIS} up?)")
         p99, applied_p99 = data["latency"]["pub_p99_ms"], data["latency"]["p99_ms"]
         sweep = data["sweep"]["objects_per_s"]
         rss = data["sweep"]["peak_rss_mb"]

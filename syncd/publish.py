@@ -13,8 +13,8 @@ replays the batch, so adapters write idempotently (keys are ids, payloads full s
 
 Runs are prompt, not polled: each adapter has a thread woken by every commit that wrote
 change-log rows (on Postgres the insert's ``NOTIFY syncd_changes``, which reaches this process
-whichever process or replica committed; on SQLite the committing session itself), so a change
-reaches Redis milliseconds after its commit. Runs of one adapter are at least
+whichever process or replica committed; on SQLite the daemon's own committing sessions), so a
+change reaches Redis milliseconds after its commit. Runs of one adapter are at least
 ``[scheduler] publish_min_gap_s`` apart, so a stream of small commits batches up instead of
 costing a run each. The scheduler's interval job (``publish_interval_s``) stays as the
 safety net for a lost notification and for the end of a backoff.
@@ -76,8 +76,7 @@ class _Adapter:
     needs_resync: bool = False
     failures: int = 0
     retry_at: float = 0.0  # time.monotonic() before which the adapter rests
-    wake: threading.Event = field(default_factory=threading.Event)
-    rerun: bool = False  # a run was asked for while one was under way: it goes round again
+    wake: threading.Event = field(default_factory=threading.Event)  # the runner's: run now
 
 
 class PublishPump:
@@ -180,8 +179,9 @@ class PublishPump:
         else:
             self._unwatch = watch_commits(engine, self.wake)
 
-    def stop(self) -> None:
-        """Stop the prompt runners (a run under way finishes first)."""
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the prompt runners: a run under way ends after its current batch (the hook
+        call is waited for, up to ``timeout_s`` in all)."""
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -191,8 +191,11 @@ class PublishPump:
         self._stopping.set()
         for adapter in self.adapters.values():
             adapter.wake.set()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():  # a hook stuck past the grace period: leave it, say so
+                log.warning("publish_runner_still_running", thread=thread.name)
         self._threads = []
 
     def wake(self) -> None:
@@ -210,7 +213,7 @@ class PublishPump:
             # Leader only, as the interval job: each change is published once per cluster.
             if self.daemon.leadership.is_leader:
                 try:
-                    self.run(adapter.name)
+                    self.run(adapter.name, wait=True)
                 except Exception:  # the interval job retries; this thread must live on
                     log.exception("publish_run_failed", adapter=adapter.name)
             # The gap runs from the run's start: a run as long as the gap is followed at once.
@@ -230,28 +233,23 @@ class PublishPump:
     def run_all(self) -> dict[str, int]:
         return {name: self.run(name) for name in self.adapters}
 
-    def run(self, name: str) -> int:
+    def run(self, name: str, *, wait: bool = False) -> int:
         """Publish what ``name`` has not published yet; returns how many changes it took.
 
-        A call while another run of the adapter is under way asks that run to go round once
-        more (it may have read the log before the commit that prompted this call)."""
+        A run of the adapter already under way makes this return 0 at once (``wait``: wait
+        for it, then run), after waking the adapter's runner: that run may have read the
+        log before the commit that prompted this call, and the runner comes back for it."""
         adapter = self.adapters[name]
-        total = 0
-        while time.monotonic() >= adapter.retry_at:
-            if not adapter.lock.acquire(blocking=False):
-                adapter.rerun = True
-                # The holder may have checked ``rerun`` and be about to release: try once more.
-                if not adapter.lock.acquire(blocking=False):
-                    return total
-            try:
-                adapter.rerun = False
-                with structlog.contextvars.bound_contextvars(adapter=name):
-                    total += self._run(adapter)
-            finally:
-                adapter.lock.release()
-            if not adapter.rerun:
-                break
-        return total
+        if time.monotonic() < adapter.retry_at:
+            return 0
+        if not adapter.lock.acquire(blocking=wait):
+            adapter.wake.set()
+            return 0
+        try:
+            with structlog.contextvars.bound_contextvars(adapter=name):
+                return self._run(adapter)
+        finally:
+            adapter.lock.release()
 
     def _run(self, adapter: _Adapter) -> int:
         if adapter.needs_resync and adapter.resync is not None:
@@ -285,8 +283,10 @@ class PublishPump:
             self._save_cursor(adapter.name, last)
             self.published.labels(adapter.name).inc(len(changes))
             total += len(changes)
-            if len(rows) < self.batch_size or time.monotonic() > deadline:
+            if len(rows) < self.batch_size or time.monotonic() > deadline or self._stopping.is_set():
                 self._observe(adapter.name, None if len(rows) < self.batch_size else last)
+                if len(rows) == self.batch_size:
+                    adapter.wake.set()  # the runner comes back for the rest
                 return total
 
     def _after_cursor(self, name: str) -> Select[Any]:
@@ -338,20 +338,26 @@ class PublishPump:
         return int(row.value) if row is not None and row.value else 0
 
     def _save_cursor(self, name: str, seq: int) -> None:
-        """One autocommit UPDATE (the row exists since ``prepare``; recreated if deleted)."""
+        """One autocommit UPDATE that only moves the cursor forward: a publisher that
+        overlapped a newer one (the previous leader, finishing its batch) cannot move it back
+        (the row exists since ``prepare``; recreated if deleted)."""
+        saved = func.coalesce(cast(func.nullif(_CURSOR.c.value, ""), BigInteger), 0)
         with self._autocommit.connect() as conn:
             updated = conn.execute(
                 _CURSOR.update()
-                .where(_CURSOR.c.name == cursor_name(name))
+                .where(_CURSOR.c.name == cursor_name(name), saved < seq)
                 .values(value=str(seq), updated_at=utcnow())
             ).rowcount
         if updated:
             return
         with Session(self.daemon.engine) as session:
-            row = session.get(SyncCursor, cursor_name(name)) or SyncCursor(name=cursor_name(name))
-            row.value, row.updated_at = str(seq), utcnow()
-            session.add(row)
-            session.commit()
+            if session.get(SyncCursor, cursor_name(name)) is not None:
+                return  # already at or past ``seq``
+            session.add(SyncCursor(name=cursor_name(name), value=str(seq), updated_at=utcnow()))
+            try:
+                session.commit()
+            except IntegrityError:  # recreated meanwhile by another publisher: theirs stands
+                session.rollback()
 
     def _observe(self, name: str, cursor: int | None) -> None:
         """Update the lag gauges; ``cursor`` None means the adapter is caught up."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
+import structlog
 from sqlalchemy import Table, event, insert, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
@@ -32,6 +33,8 @@ from sqlmodel import Session
 from ..bulk import dumps
 from ..models import ChangeLog, utcnow
 from ..pgarray import text_array
+
+log = structlog.get_logger(__name__)
 
 ALL: Literal["all"] = "all"
 Changed: TypeAlias = frozenset[str] | Literal["all"]
@@ -226,8 +229,9 @@ _watchers: dict[int, list[Callable[[], None]]] = {}
 
 
 def watch_commits(engine: Engine, callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` (quick, must not raise) after each commit in this process, through
-    ``engine``, that wrote change-log rows; returns the function that stops it."""
+    """Call ``callback`` (quick) after each commit in this process, through ``engine`` itself
+    (not a copy made by ``execution_options``), that wrote change-log rows; returns the
+    function that stops it. Commits of other processes (the CLI) are not seen."""
     _watchers.setdefault(id(engine), []).append(callback)
 
     def unwatch() -> None:
@@ -246,7 +250,10 @@ def _announce(session: OrmSession) -> None:
         return
     bind = session.get_bind()
     for callback in list(_watchers.get(id(bind.engine), ())):
-        callback()
+        try:
+            callback()
+        except Exception:  # the data is committed: a failed wake-up only waits for the poll
+            log.exception("change_log_watcher_failed")
 
 
 def checkpoint(session: Session) -> tuple[Any, list[Any]]:
