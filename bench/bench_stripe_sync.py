@@ -619,9 +619,9 @@ def receipt_to_published(server: Server) -> dict[str, float]:
         raise RuntimeError("no applied event matched a transaction's change-log rows")
     return {
         "published_events": len(lat),
-        # An event marked inside a savepoint (a batch's one-by-one fallback) has the savepoint's
-        # xmin, not its transaction's: it is left out, and counted here so that shows.
-        "unmatched_events": len(events_) - len(lat),
+        # Left out, and counted so that it shows: an event marked inside a savepoint (a batch's
+        # one-by-one fallback: its xmin is the savepoint's) or whose transaction logged nothing.
+        "unattributed_events": len(events_) - len(lat),
         "pub_p50_ms": lat[len(lat) // 2],
         "pub_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "pub_max_ms": lat[-1],
@@ -852,7 +852,7 @@ def main() -> None:
                         f"at {args.latency_rate:.0f} events/s: receipt -> published to Redis "
                         f"p50 {lt['pub_p50_ms']:.1f} ms, p99 {lt['pub_p99_ms']:.1f} ms, "
                         f"max {lt['pub_max_ms']:.1f} ms ({lt['published_events']:.0f} events; "
-                        f"{lt['unmatched_events']:.0f} applied in a savepoint, left out)"
+                        f"{lt['unattributed_events']:.0f} not tied to change-log rows, left out)"
                     )
             finally:
                 server.stop()

@@ -174,7 +174,7 @@ class Daemon:
             await server.serve(sockets=[sock] if sock is not None else None)
         finally:
             if self.publisher is not None:
-                await asyncio.to_thread(self.publisher.stop, self.settings.server.shutdown_grace_s)
+                await asyncio.to_thread(self.publisher.stop)
             if scheduler.running:
                 # wait=True joins the thread pool: running jobs finish before we close pools.
                 await asyncio.to_thread(scheduler.shutdown, True)
@@ -310,8 +310,9 @@ class Daemon:
         self.metrics.scheduler_leader.set(1 if leader else 0)
         if leader and self.scheduler.running:
             jobs.arm_boundaries(self, utcnow())  # the new leader catches up on boundaries at once
-        if leader and self.publisher is not None:
-            self.publisher.wake()  # changes committed while this replica followed
+        publisher = self.publisher  # read once: stop_plugins may clear it meanwhile
+        if leader and publisher is not None:
+            publisher.wake()  # changes committed while this replica followed
 
     def refresh_gauges(self) -> None:
         self.metrics.scheduler_leader.set(1 if self.leadership.is_leader else 0)

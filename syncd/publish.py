@@ -55,6 +55,7 @@ log = structlog.get_logger(__name__)
 BATCH_SIZE = 500
 _LOG: Table = ChangeLog.__table__  # type: ignore[attr-defined]
 _CURSOR: Table = SyncCursor.__table__  # type: ignore[attr-defined]
+STOP_TIMEOUT_S = 5.0  # stopping waits this long for runs under way (a batch's hook call)
 RUN_BUDGET_S = 1.0  # one run drains batches for at most this long, then yields the worker
 RETRY_MAX_S = 60.0  # default cap of an adapter's backoff after failed publishes
 # Host apps read Redis directly, so they must catch up within seconds of an outage ending
@@ -157,13 +158,14 @@ class PublishPump:
         """Start each publishing adapter's prompt runner and what wakes it (see the module doc)."""
         if self._threads:
             return
-        self._stopping.clear()
+        # A fresh event per start: a runner abandoned by an earlier stop keeps its own, set.
+        self._stopping = threading.Event()
         for adapter in self.adapters.values():
             if adapter.publish is None or adapter.name == BUILTIN:  # it only logs: its poll will do
                 continue
             thread = threading.Thread(
                 target=self._prompt_runs,
-                args=(adapter, min_gap_s),
+                args=(adapter, min_gap_s, self._stopping),
                 name=f"publish-{adapter.name}",
                 daemon=True,
             )
@@ -179,22 +181,22 @@ class PublishPump:
         else:
             self._unwatch = watch_commits(engine, self.wake)
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop the prompt runners: a run under way ends after its current batch (the hook
-        call is waited for, up to ``timeout_s`` in all)."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the prompt runners: a run under way ends after its current batch (its hook
+        call is waited for, up to ``timeout_s`` in all, the listener's stop included)."""
+        deadline = time.monotonic() + timeout_s
+        self._stopping.set()
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
         if self._listener is not None:
-            self._listener.stop()
+            self._listener.stop(timeout=max(0.0, deadline - time.monotonic()))
             self._listener = None
-        self._stopping.set()
         for adapter in self.adapters.values():
             adapter.wake.set()
-        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():  # a hook stuck past the grace period: leave it, say so
+            if thread.is_alive():  # a hook stuck past the deadline: leave it, say so
                 log.warning("publish_runner_still_running", thread=thread.name)
         self._threads = []
 
@@ -203,10 +205,10 @@ class PublishPump:
         for adapter in self.adapters.values():
             adapter.wake.set()
 
-    def _prompt_runs(self, adapter: _Adapter, min_gap_s: float) -> None:
+    def _prompt_runs(self, adapter: _Adapter, min_gap_s: float, stopping: threading.Event) -> None:
         while True:
             adapter.wake.wait()
-            if self._stopping.is_set():
+            if stopping.is_set():
                 return
             adapter.wake.clear()
             started = time.monotonic()
@@ -218,7 +220,7 @@ class PublishPump:
                     log.exception("publish_run_failed", adapter=adapter.name)
             # The gap runs from the run's start: a run as long as the gap is followed at once.
             rest = min_gap_s - (time.monotonic() - started)
-            if rest > 0 and self._stopping.wait(rest):
+            if rest > 0 and stopping.wait(rest):
                 return
 
     def request_resync(self, name: str | None = None) -> list[str]:
@@ -246,6 +248,10 @@ class PublishPump:
             adapter.wake.set()
             return 0
         try:
+            # Again, now that the lock is ours: the run we waited for may have failed (a new
+            # backoff), or the pump may be stopping (no resync or batch should start then).
+            if time.monotonic() < adapter.retry_at or (wait and self._stopping.is_set()):
+                return 0
             with structlog.contextvars.bound_contextvars(adapter=name):
                 return self._run(adapter)
         finally:

@@ -128,11 +128,31 @@ def test_commits_during_a_run_are_published_together_by_the_next(make_daemon: An
         p.stop()
 
 
-def test_the_cursor_never_moves_back(make_daemon: Any) -> None:
+def test_a_call_finding_the_adapter_busy_hands_the_work_to_its_runner(
+    make_daemon: Any, sqlite_url: str
+) -> None:
+    rec = Recorder()
+    daemon = make_daemon({"rec": rec}, url=sqlite_url)
+    p = pump(daemon)
+    p.start(min_gap_s=0.0)
+    other = create_engine(sqlite_url)  # commits through it wake nothing (another process's would not)
+    try:
+        with p.adapters["rec"].lock:  # a scheduled run under way
+            with Session(other) as session:
+                entitlements_changed(session, ["comp_a"])
+                session.commit()
+            assert p.run("rec") == 0  # returns at once...
+        assert wait_for(lambda: rec.seqs == [1]), rec.batches  # ...and the runner publishes it
+    finally:
+        other.dispose()
+        p.stop()
+
+
+def test_the_cursor_never_moves_back(make_daemon: Any, database_url: str) -> None:
     """A publisher that overlapped a newer one (the previous leader finishing its batch)
     saves an older position last: the saved cursor stays where the newer one left it."""
     rec = Recorder()
-    daemon = make_daemon({"rec": rec})
+    daemon = make_daemon({"rec": rec}, url=database_url)
     p = pump(daemon)
     for company in ("comp_a", "comp_b", "comp_c"):
         change(daemon, company)
@@ -146,9 +166,9 @@ def test_the_cursor_never_moves_back(make_daemon: Any) -> None:
     assert p.cursor("rec") == 3
 
 
-def test_an_empty_cursor_reads_from_the_start(make_daemon: Any) -> None:
+def test_an_empty_cursor_reads_from_the_start(make_daemon: Any, database_url: str) -> None:
     rec = Recorder()
-    daemon = make_daemon({"rec": rec})
+    daemon = make_daemon({"rec": rec}, url=database_url)
     with session_scope(daemon.engine) as session:
         saved = session.get(SyncCursor, "adapter:rec")
         assert saved is not None
