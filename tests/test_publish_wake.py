@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,18 +19,10 @@ from syncd.models import SyncCursor
 from syncd.publish import PublishPump
 from syncd.services.changes import _watchers, entitlements_changed
 
+from .adapters.asgi_support import wait_for
 from .test_plugins import Recorder, change, make_daemon, pump
 
 __all__ = ["make_daemon"]  # the fixture, shared with test_plugins
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def lead(daemon: Daemon) -> None:
@@ -51,10 +43,10 @@ def test_a_commit_reaches_the_adapter_without_any_scheduler(make_daemon: Any, da
     p.start(min_gap_s=0.0)
     try:
         change(daemon, "comp_a")
-        assert wait_for(lambda: rec.seqs == [1]), rec.batches
+        wait_for(lambda: rec.seqs == [1], timeout=10)
         assert rec.resyncs == 1  # the start-up resync ran first, in the same prompt run
         change(daemon, "comp_b")
-        assert wait_for(lambda: rec.seqs == [1, 2]), rec.batches
+        wait_for(lambda: rec.seqs == [1, 2], timeout=10)
     finally:
         threads = list(p._threads)
         p.stop()
@@ -71,11 +63,11 @@ def test_postgres_commits_of_other_processes_wake_it_through_notify(
     p.start(min_gap_s=0.0)
     other = create_engine(postgres_url)  # another process as far as Postgres can tell
     try:
-        assert wait_for(lambda: rec.resyncs == 1)  # the listener's first wake-up
+        wait_for(lambda: rec.resyncs == 1, timeout=10)  # the listener's first wake-up
         with Session(other) as session:
             entitlements_changed(session, ["comp_elsewhere"])
             session.commit()
-        assert wait_for(lambda: rec.seqs == [1]), rec.batches
+        wait_for(lambda: rec.seqs == [1], timeout=10)
     finally:
         other.dispose()
         p.stop()
@@ -91,7 +83,7 @@ def test_a_follower_is_woken_but_does_not_publish(make_daemon: Any, postgres_url
         time.sleep(0.5)
         assert rec.seqs == [] and rec.resyncs == 0
         lead(daemon)  # becoming leader wakes the runners: no further commit needed
-        assert wait_for(lambda: rec.seqs == [1]), rec.batches
+        wait_for(lambda: rec.seqs == [1], timeout=10)
     finally:
         p.stop()
 
@@ -122,7 +114,7 @@ def test_commits_during_a_run_are_published_together_by_the_next(make_daemon: An
             change(daemon, f"comp_{i}")  # committed after that run read the log
         assert p.run("gate") == 0  # busy: the call leaves it to the runner, without waiting
         gate.release.set()
-        assert wait_for(lambda: len(gate.seqs) == 6), gate.batches
+        wait_for(lambda: len(gate.seqs) == 6, timeout=10)
         assert gate.batches == [[1], [2, 3, 4, 5, 6]]
     finally:
         p.stop()
@@ -142,7 +134,7 @@ def test_a_call_finding_the_adapter_busy_hands_the_work_to_its_runner(
                 entitlements_changed(session, ["comp_a"])
                 session.commit()
             assert p.run("rec") == 0  # returns at once...
-        assert wait_for(lambda: rec.seqs == [1]), rec.batches  # ...and the runner publishes it
+        wait_for(lambda: rec.seqs == [1], timeout=10)  # ...and the runner publishes it
     finally:
         other.dispose()
         p.stop()
